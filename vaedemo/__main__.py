@@ -1,0 +1,146 @@
+"""Command line: ``python -m vaedemo train | evaluate | list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+
+from .models import REGISTRY
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import DATASETS
+    from .runs import RunSpec, run
+    from .training import TrainConfig
+
+    if args.dataset not in DATASETS and not args.dataset.endswith(".zip") and "/" not in args.dataset:
+        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, or a folder/zip path.")
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
+                     schedule=args.schedule, patience=args.patience, device=args.device)
+    spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
+                   hidden_dim=args.hidden_dim, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
+                   max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
+                   command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the batch, keep the best epoch
+    bar = tqdm(total=args.epochs, unit="epoch", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(p):
+        if p.stats is not None:
+            s = p.stats
+            bar.update(1)
+            bar.set_postfix(train=f"{s.train_loss:.2f}", val=f"{s.val_loss:.2f}", kl=f"{s.val_kl:.2f}",
+                            sps=f"{s.samples_per_s:,.0f}")
+
+    outcome = run(spec, progress=progress, stop=stop)
+    bar.close()
+    if not outcome.saved:
+        print("Stopped before the first epoch finished; nothing was saved.")
+        return 1
+    m = outcome.metrics
+    line = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+    print(f"saved checkpoint {outcome.name!r} ({outcome.result.epochs_done} epochs, best {outcome.result.best_epoch}): {line}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoints import load_folder, resolve
+    from .data import load_dataset, load_npz
+    from .device import pick_device
+    from .metrics import evaluate
+
+    model, config = load_folder(resolve(args.name), pick_device(args.device))
+    if args.data:
+        x, y = load_npz(args.data)
+        source = args.data
+    else:
+        ds = load_dataset((config.get("data") or {}).get("dataset", "mnist-10k"))
+        x, y, source = ds.x_val, ds.y_val, f"{ds.name} validation split"
+    metrics = evaluate(model, x, y, iwae_k=args.iwae_k, binarized=args.binarized, seed=args.seed)
+    metrics = {"checkpoint": args.name, "kind": model.kind, "data": source, **metrics}
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        width = max(map(len, metrics))
+        for k, v in metrics.items():
+            print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .checkpoints import scan_checkpoints
+
+    infos = scan_checkpoints()
+    if not infos:
+        print("No checkpoints yet. Train one: python -m vaedemo train --model vae --epochs 2 --name my-vae")
+    for info in infos:
+        if info.ok:
+            val = (info.metrics or {}).get("validation", {})
+            score = f"-ELBO {val['neg_elbo']:.1f}" if "neg_elbo" in val else (f"MSE {val['mse']:.4f}" if "mse" in val else "")
+            print(f"{info.name:<24} {info.kind:<9} latent {info.latent_dim:<4} {info.dataset:<12} {score}")
+        else:
+            print(f"{info.name:<24} BROKEN: {info.reason}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vaedemo", description="Train and evaluate autoencoders and VAEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and save it as a checkpoint")
+    t.add_argument("--model", choices=list(REGISTRY), default="vae")
+    t.add_argument("--dataset", default="mnist-10k", help="mnist-10k (bundled), mnist, fashion-mnist, kmnist, or a folder/zip")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--latent-dim", type=int, default=None)
+    t.add_argument("--hidden-dim", type=int, default=None)
+    t.add_argument("--beta", type=float, default=None, help="KL weight (beta-VAE); default 1")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--kl-warmup", type=float, default=0.0, help="epochs over which the KL weight ramps up")
+    t.add_argument("--shift", type=int, default=0, help="random shifts of up to this many pixels")
+    t.add_argument("--binarize", action="store_true", help="train on stochastically binarized digits")
+    t.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    t.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
+    t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
+    t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
+    t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    t.add_argument("--resume", action="store_true", help="continue training checkpoint NAME")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--name", required=True)
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="print a checkpoint's metrics")
+    e.add_argument("name")
+    e.add_argument("--data", default=None, help=".npz with x (uint8 N×28×28) and optionally y")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--iwae-k", type=int, default=100)
+    e.add_argument("--binarized", action="store_true", help="stochastically binarize the digits (fixed seed)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default=None)
+    e.set_defaults(func=_cmd_evaluate)
+
+    ls = sub.add_parser("list", help="list checkpoints")
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""The networks: the lecture's conv AE and MLP VAE (bugs fixed), a conv VAE and a conditional VAE.
+
+Every model is a config dataclass plus an ``nn.Module`` built from it, shares one interface
+(``encode``, ``decode``, ``forward``, ``loss``) and is found by name in ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Loss(NamedTuple):
+    """Per-image averages, in nats: ``total = recon + beta * kl``."""
+
+    total: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+
+
+class Output(NamedTuple):
+    loss: Loss
+    x_hat: torch.Tensor  # (N, 1, H, W) pixel probabilities
+    z: torch.Tensor  # (N, latent_dim) the code fed to the decoder
+    mu: torch.Tensor  # (N, latent_dim)
+    logvar: torch.Tensor | None  # (N, latent_dim); None for an AE
+
+
+# ---------------------------------------------------------------------------------- configs
+
+
+@dataclass
+class AEConfig:
+    latent_dim: int = 4  # the lecture's encoded_space_dim
+    image_size: int = 28  # the conv stack below is sized for 28x28 (28→14→7→3)
+    channels: tuple[int, int, int] = (8, 16, 32)  # conv widths, as in the lecture
+    hidden_dim: int = 128  # the lecture's fc2_input_dim, now actually used
+
+
+@dataclass
+class ConvVAEConfig(AEConfig):
+    latent_dim: int = 16
+    beta: float = 1.0  # weight on the KL term (Higgins et al. 2017, beta-VAE)
+
+
+@dataclass
+class VAEConfig:
+    input_dim: int = 784  # 28*28 pixels, flattened
+    hidden_dim: int = 400
+    latent_dim: int = 200
+    beta: float = 1.0  # weight on the KL term (beta-VAE)
+    image_size: int = 28
+
+
+@dataclass
+class CVAEConfig(VAEConfig):
+    latent_dim: int = 16
+    num_classes: int = 10  # labels are one-hot and concatenated to encoder and decoder inputs
+
+
+def config_to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type, data: dict) -> Any:
+    """Rebuild a config, ignoring unknown keys so older files still load; tuples stay tuples."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key in known:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    config = cls(**kwargs)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: Any) -> None:
+    for name in ("latent_dim", "hidden_dim", "input_dim", "num_classes", "image_size"):
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 100_000:
+            raise ValueError(f"{name} must be a whole number between 1 and 100000, not {value!r}.")
+    beta = getattr(config, "beta", None)
+    if beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta) and 0 <= beta <= 1000):
+        raise ValueError(f"beta must be a number between 0 and 1000, not {beta!r}.")
+    if getattr(config, "image_size", 28) != 28:
+        raise ValueError("These models are built for 28x28 images.")
+
+
+# ---------------------------------------------------------------------------------- shared math
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps (Kingma & Welling 2014, sec. 2.4).
+
+    Lecture bug: ``reparameterization(mean, var)`` was handed exp(0.5*logvar), a standard
+    deviation, under the name ``var``. Here the log-variance goes in and sigma is derived once.
+    """
+    std = torch.exp(0.5 * logvar)
+    return mu + std * torch.randn_like(std)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per dimension, (N, D) (Kingma & Welling 2014, appendix B)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) per image, (N,), for pixel intensities x in [0, 1] under a Bernoulli decoder."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+# ---------------------------------------------------------------------------------- base
+
+
+class LatentModel(nn.Module):
+    """The interface the trainer and the UI use; subclasses provide the networks."""
+
+    kind: str = ""
+    conditional: bool = False
+    variational: bool = True
+
+    def __init__(self, config: Any):
+        super().__init__()
+        validate_config(config)
+        self.config = config
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def beta(self) -> float:
+        return float(getattr(self.config, "beta", 0.0))
+
+    # -- to implement
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel probabilities, (N, 1, 28, 28)."""
+        return torch.sigmoid(self.decode_logits(z, y))
+
+    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ValueError(f"A {self.kind} model needs the digit's label as well.")
+        return y
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float | None = None,
+                sample: bool | None = None) -> Output:
+        """Encode, draw z, decode and score; x is (N, 1, 28, 28) in [0, 1].
+
+        z is sampled from q(z|x) in training mode (or when ``sample=True``, as an ELBO estimate
+        needs) and is the mean otherwise, so inference is deterministic unless asked.
+        """
+        y = self._labels(y, len(x))
+        mu, logvar = self.encode(x, y)
+        sample = self.training if sample is None else sample
+        if logvar is None or not sample:
+            z = mu
+        else:
+            z = reparameterize(mu, logvar)
+        logits = self.decode_logits(z, y)
+        recon = bernoulli_nll(logits, x).mean()
+        if logvar is None:
+            kl = torch.zeros((), device=x.device)
+        else:
+            kl = gaussian_kl(mu, logvar).sum(1).mean()
+        b = self.beta if beta is None else beta
+        return Output(Loss(recon + b * kl, recon, kl), torch.sigmoid(logits), z, mu, logvar)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float | None = None) -> Loss:
+        """(total, recon, kl) per image in nats, with z sampled as in training."""
+        return self.forward(x, y, beta, sample=True).loss
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ---------------------------------------------------------------------------------- conv nets
+
+
+class ConvEncoder(nn.Module):
+    """The lecture's encoder, layer for layer: 1x28x28 → 8x14x14 → 16x7x7 → 32x3x3 → hidden."""
+
+    def __init__(self, config: AEConfig, out_dim: int | None = None):
+        super().__init__()
+        c1, c2, c3 = config.channels
+        self.encoder_cnn = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, kernel_size=3, stride=2, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, kernel_size=3, stride=2, padding=0),
+            nn.ReLU(inplace=True),
+        )
+        self.flatten = nn.Flatten(start_dim=1)
+        # Lecture bug: fc2_input_dim was accepted and ignored (128 was hard-coded); it sizes this layer now.
+        layers = [nn.Linear(3 * 3 * c3, config.hidden_dim), nn.ReLU(inplace=True)]
+        if out_dim is not None:  # the AE's code layer; a VAE puts its two heads on the hidden features
+            layers.append(nn.Linear(config.hidden_dim, out_dim))
+        self.encoder_lin = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder_lin(self.flatten(self.encoder_cnn(x)))  # (N, out_dim or hidden_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of the encoder: latent → 32x3x3 → 16x7x7 → 8x14x14 → 1x28x28 logits."""
+
+    def __init__(self, config: AEConfig):
+        super().__init__()
+        c1, c2, c3 = config.channels
+        self.decoder_lin = nn.Sequential(
+            nn.Linear(config.latent_dim, config.hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.hidden_dim, 3 * 3 * c3),
+            nn.ReLU(inplace=True),
+        )
+        self.unflatten = nn.Unflatten(dim=1, unflattened_size=(c3, 3, 3))
+        self.decoder_cnn = nn.Sequential(
+            nn.ConvTranspose2d(c3, c2, kernel_size=3, stride=2, output_padding=0),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            # Lecture bug: output_padding=0 here made 3→7→13→26, so 28x28 came back 26x26.
+            nn.ConvTranspose2d(c2, c1, kernel_size=3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(c1, 1, kernel_size=3, stride=2, padding=1, output_padding=1),
+            # Lecture bug: a ReLU here before the sigmoid made every output pixel >= 0.5.
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # Lecture bug: forward called self.decoder_conv, but the layer is named decoder_cnn.
+        return self.decoder_cnn(self.unflatten(self.decoder_lin(z)))  # (N, 1, 28, 28) logits
+
+
+class ConvAE(LatentModel):
+    """The lecture's convolutional AutoEncoder (deterministic code, no KL)."""
+
+    kind = "ae"
+    variational = False
+
+    def __init__(self, config: AEConfig):
+        super().__init__(config)
+        self.encoder = ConvEncoder(config, out_dim=config.latent_dim)
+        self.decoder = ConvDecoder(config)
+
+    @property
+    def beta(self) -> float:
+        return 0.0
+
+    def encode(self, x, y=None):
+        return self.encoder(x), None
+
+    def decode_logits(self, z, y=None):
+        return self.decoder(z)
+
+
+class ConvVAE(LatentModel):
+    """The AE's conv encoder/decoder with a Gaussian latent: mean and log-variance heads."""
+
+    kind = "conv-vae"
+
+    def __init__(self, config: ConvVAEConfig):
+        super().__init__(config)
+        self.encoder = ConvEncoder(config)
+        self.mean = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.decoder = ConvDecoder(config)
+
+    def encode(self, x, y=None):
+        h = self.encoder(x)
+        return self.mean(h), self.logvar(h)
+
+    def decode_logits(self, z, y=None):
+        return self.decoder(z)
+
+
+# ---------------------------------------------------------------------------------- MLP nets
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, input_dim: int, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.input1 = nn.Linear(input_dim, hidden_dim)
+        self.input2 = nn.Linear(hidden_dim, hidden_dim)
+        self.mean = nn.Linear(hidden_dim, latent_dim)
+        self.var = nn.Linear(hidden_dim, latent_dim)  # outputs log sigma^2, as in the lecture
+        self.LeakyReLU = nn.LeakyReLU(0.2)
+        # Lecture bug: `self.training = True` here overrode nn.Module's train/eval flag; removed.
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.LeakyReLU(self.input1(x))
+        h = self.LeakyReLU(self.input2(h))
+        return self.mean(h), self.var(h)  # (N, latent), (N, latent)
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int):
+        super().__init__()
+        self.hidden1 = nn.Linear(latent_dim, hidden_dim)
+        self.hidden2 = nn.Linear(hidden_dim, hidden_dim)
+        self.output = nn.Linear(hidden_dim, output_dim)
+        self.LeakyReLU = nn.LeakyReLU(0.2)
+
+    # Lecture bug: this method was spelt `foward`, so calling the decoder raised NotImplementedError.
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.LeakyReLU(self.hidden1(z))
+        h = self.LeakyReLU(self.hidden2(h))
+        return self.output(h)  # (N, output_dim) logits; the sigmoid is applied in decode()
+
+
+class MLPVAE(LatentModel):
+    """The lecture's MLP VAE: 784→400→400→(mu, logvar) of size 200, decoder 200→400→400→784."""
+
+    kind = "vae"
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        extra = self._condition_dim()
+        self.Encoder = MLPEncoder(config.input_dim + extra, config.hidden_dim, config.latent_dim)
+        self.Decoder = MLPDecoder(config.latent_dim + extra, config.hidden_dim, config.input_dim)
+
+    def _condition_dim(self) -> int:
+        return 0
+
+    def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return h
+
+    def encode(self, x, y=None):
+        return self.Encoder(self._with_label(x.flatten(1), y))
+
+    def decode_logits(self, z, y=None):
+        s = self.config.image_size
+        return self.Decoder(self._with_label(z, y)).view(-1, 1, s, s)
+
+
+class CVAE(MLPVAE):
+    """Class-conditional MLP VAE (Sohn et al. 2015): the label is an input to both halves."""
+
+    kind = "cvae"
+    conditional = True
+
+    def _condition_dim(self) -> int:
+        return self.config.num_classes
+
+    def _with_label(self, h, y):
+        if y is None:
+            raise ValueError("A cvae model needs the digit's label as well.")
+        y = torch.as_tensor(y, device=h.device).long().view(-1)
+        if len(y) == 1 and len(h) > 1:
+            y = y.expand(len(h))
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.config.num_classes):
+            raise ValueError(f"Labels must be between 0 and {self.config.num_classes - 1}.")
+        return torch.cat([h, F.one_hot(y, self.config.num_classes).to(h.dtype)], dim=1)
+
+
+# ---------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    config_cls: type
+    model_cls: type
+    description: str = field(default="")
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "ae": ModelSpec(AEConfig, ConvAE, "The lecture's convolutional autoencoder (latent 4)."),
+    "vae": ModelSpec(VAEConfig, MLPVAE, "The lecture's MLP variational autoencoder (latent 200)."),
+    "conv-vae": ModelSpec(ConvVAEConfig, ConvVAE, "Convolutional VAE: the AE's conv layers with a Gaussian latent."),
+    "cvae": ModelSpec(CVAEConfig, CVAE, "Class-conditional MLP VAE: ask it for a chosen digit."),
+}
+
+
+def build_model(kind: str, **overrides: Any) -> LatentModel:
+    """``build_model("vae", latent_dim=2, beta=4.0)``; unknown settings are refused."""
+    if kind not in REGISTRY:
+        raise ValueError(f"Unknown model {kind!r}; choose one of: {', '.join(REGISTRY)}.")
+    spec = REGISTRY[kind]
+    names = {f.name for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"A {kind} model has no setting {', '.join(unknown)}.")
+    config = spec.config_cls(**{k: v for k, v in overrides.items() if v is not None})
+    return spec.model_cls(config)
+
+
+def model_from_config(kind: str, config: dict) -> LatentModel:
+    if kind not in REGISTRY:
+        raise ValueError(f"Unknown model {kind!r}; choose one of: {', '.join(REGISTRY)}.")
+    spec = REGISTRY[kind]
+    return spec.model_cls(config_from_dict(spec.config_cls, config))

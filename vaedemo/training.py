@@ -1,0 +1,278 @@
+"""Training: one function that takes what it uses and returns a history.
+
+The data lives as float tensors on the device and batches are taken by indexing, so the hot
+loop has no per-item PIL or ToTensor work. Stopping is cooperative; resuming restores Adam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, to_unit_float
+from .device import pick_device
+from .models import LatentModel
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    kl_warmup_epochs: float = 0.0  # ramp the KL weight linearly from 0 to beta (Bowman et al. 2016)
+    shift: int = 0  # random translations of up to ±shift pixels, as augmentation
+    binarize: bool = False  # train on stochastically binarized pixels (Salakhutdinov & Murray 2008)
+    schedule: str = "constant"  # "constant" or "cosine" learning rate
+    weight_decay: float = 0.0
+    patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
+    max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
+    device: str | None = None
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            ("epochs", self.epochs, 1, 100_000),
+            ("batch_size", self.batch_size, 1, 65_536),
+            ("shift", self.shift, 0, 8),
+            ("patience", self.patience, 0, 100_000),
+        ]
+        for name, value, lo, hi in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name.replace('_', ' ')} must be a whole number from {lo} to {hi}, not {value!r}.")
+        for name, value, lo, hi in [("lr", self.lr, 1e-7, 10.0), ("kl_warmup_epochs", self.kl_warmup_epochs, 0, 1e5),
+                                    ("weight_decay", self.weight_decay, 0, 1.0), ("max_seconds", self.max_seconds, 0, 1e7)]:
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+                raise ValueError(f"{name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, not {value!r}.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError("schedule must be 'constant' or 'cosine'.")
+        return self
+
+
+@dataclass
+class EpochStats:
+    epoch: int  # 1-based, counted over resumes
+    train_loss: float
+    train_recon: float
+    train_kl: float
+    val_loss: float
+    val_recon: float
+    val_kl: float
+    samples_per_s: float
+    seconds: float
+    beta: float
+    lr: float
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives: after every ``report_every`` batches and every epoch."""
+
+    epoch: int
+    epochs: int
+    step: int  # batches done in this epoch
+    steps: int  # batches per epoch
+    samples_per_s: float
+    eta_s: float
+    stats: EpochStats | None = None  # set at the end of an epoch
+    model: LatentModel | None = None  # the model being trained (at epoch ends), for previews
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, ((self.epoch - 1) + self.step / max(1, self.steps)) / max(1, self.epochs))
+
+
+@dataclass
+class TrainResult:
+    model: LatentModel
+    history: list[EpochStats] = field(default_factory=list)
+    stopped: str = ""  # "", "stop" (asked), "time" (max_seconds), "early" (patience)
+    best_epoch: int = 0
+    optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer_meta: dict = field(default_factory=dict)
+    epochs_done: int = 0
+
+
+StopSignal = Callable[[], bool] | Any  # a callable, or anything with is_set() (threading.Event)
+
+
+def _should_stop(stop: StopSignal) -> bool:
+    if stop is None:
+        return False
+    if hasattr(stop, "is_set"):
+        return bool(stop.is_set())
+    return bool(stop())
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image by its own integer offset in [-max_shift, max_shift], zero-filled. (N,1,H,W)."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator, device="cpu").to(x.device)
+    padded = F.pad(x, (max_shift,) * 4)  # (N, 1, H+2s, W+2s)
+    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
+    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
+    return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
+def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Adam's state as flat tensors for safetensors, plus the JSON-able rest (no pickle)."""
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{idx}.{key}"] = t.detach().to("cpu").contiguous()
+    meta = {"param_groups": [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]}
+    return tensors, meta
+
+
+def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n, generator=generator).split(batch_size))
+
+
+@torch.no_grad()
+def validation_loss(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, beta: float,
+                    batch_size: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean (loss, recon, kl) per image with one z sample per image, seeded so epochs compare."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)
+    devices = [x.device.type] if x.device.type in ("cuda",) else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            yb = y[i : i + batch_size] if y is not None else None
+            out = model(xb, yb, beta=beta, sample=True)
+            totals += torch.tensor([v.item() for v in out.loss]) * len(xb)
+    model.train(was_training)
+    return tuple((totals / max(1, len(x))).tolist())
+
+
+def train(
+    model: LatentModel,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    stop: StopSignal = None,
+    resume_state: dict[str, torch.Tensor] | None = None,
+    start_epoch: int = 0,
+    report_every: int = 10,
+) -> TrainResult:
+    """Train ``model`` on ``data`` and return its history; the best-validation weights are kept.
+
+    ``start_epoch`` and ``resume_state`` (Adam's tensors from a checkpoint) continue a run;
+    ``config.epochs`` counts the epochs to run now. ``stop`` is polled every batch.
+    """
+    config = (config or TrainConfig()).validate()
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+
+    x_train = to_unit_float(data.x_train).to(device)  # (N, 1, 28, 28), stays on the device
+    x_val = to_unit_float(data.x_val).to(device)
+    y_train = torch.as_tensor(data.y_train, dtype=torch.long, device=device) if model.conditional else None
+    y_val = torch.as_tensor(data.y_val, dtype=torch.long, device=device) if model.conditional else None
+    if len(x_train) == 0:
+        raise ValueError("The training set is empty.")
+
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if resume_state:
+        _optimizer_from_tensors(opt, resume_state)
+        for group in opt.param_groups:
+            group["lr"] = config.lr
+    steps = math.ceil(len(x_train) / config.batch_size)
+    total_steps = steps * config.epochs
+    result = TrainResult(model=model, epochs_done=start_epoch)
+    best = (math.inf, None)
+    started = time.perf_counter()
+    samples_seen = 0
+
+    for local_epoch in range(config.epochs):
+        epoch = start_epoch + local_epoch + 1
+        # One seed per epoch: a resumed run draws the same batches as an uninterrupted one.
+        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        warm = config.kl_warmup_epochs
+        beta = model.beta * (min(1.0, (epoch - 1) / warm) if warm > 0 else 1.0)
+        if config.schedule == "cosine":
+            lr = 0.5 * config.lr * (1 + math.cos(math.pi * local_epoch / config.epochs))
+            for group in opt.param_groups:
+                group["lr"] = lr
+        lr = opt.param_groups[0]["lr"]
+        sums = torch.zeros(3, device=device)
+        epoch_start = time.perf_counter()
+        count = 0
+        for step, idx in enumerate(_batches(len(x_train), config.batch_size, gen), start=1):
+            if _should_stop(stop):
+                result.stopped = "stop"
+                break
+            idx = idx.to(device)
+            xb = random_shift(x_train[idx], config.shift, gen)
+            if config.binarize:
+                xb = torch.bernoulli(xb)
+            yb = y_train[idx] if y_train is not None else None
+            out = model(xb, yb, beta=beta)
+            opt.zero_grad(set_to_none=True)
+            out.loss.total.backward()
+            opt.step()
+            sums += torch.stack([t.detach() for t in out.loss]) * len(idx)
+            count += len(idx)
+            if progress and step % report_every == 0:
+                done = (local_epoch * steps + step)
+                rate = (samples_seen + count) / max(1e-9, time.perf_counter() - started)
+                progress(Progress(epoch, start_epoch + config.epochs, step, steps, rate,
+                                  (total_steps - done) * config.batch_size / max(rate, 1e-9)))
+        if result.stopped:
+            break
+        seconds = time.perf_counter() - epoch_start
+        samples_seen += count
+        train_loss, train_recon, train_kl = (sums / max(1, count)).tolist()
+        val = validation_loss(model, x_val, y_val, model.beta, seed=config.seed) if len(x_val) else (math.nan,) * 3
+        stats = EpochStats(epoch, train_loss, train_recon, train_kl, *val, count / max(seconds, 1e-9), seconds, beta, lr)
+        result.history.append(stats)
+        result.epochs_done = epoch
+        if not math.isfinite(train_loss):
+            raise ValueError("Training diverged (the loss became NaN or infinite); try a smaller learning rate.")
+        score = val[0] if len(x_val) else train_loss
+        if score < best[0] or best[1] is None:
+            best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            result.best_epoch = epoch
+        if progress:
+            rate = samples_seen / max(1e-9, time.perf_counter() - started)
+            remaining = (config.epochs - local_epoch - 1) * len(x_train) / max(rate, 1e-9)
+            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, model))
+        if config.patience and epoch - result.best_epoch >= config.patience:
+            result.stopped = "early"
+            break
+        if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+            result.stopped = "time"
+            break
+
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    result.optimizer_state, result.optimizer_meta = _optimizer_to_tensors(opt)
+    return result
+
+
+def config_to_meta(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
