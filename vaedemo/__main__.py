@@ -51,12 +51,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoints import load_folder, resolve
+    from .checkpoints import find, load_folder
     from .data import load_dataset, load_npz
     from .device import pick_device
     from .metrics import evaluate
 
-    model, config = load_folder(resolve(args.name), pick_device(args.device))
+    model, config = load_folder(find(args.name), pick_device(args.device))
     if args.data:
         x, y = load_npz(args.data)
         source = args.data

@@ -75,6 +75,16 @@ def resolve(name: str, root: Path | None = None) -> Path:
     return path
 
 
+def find(name: str, root: Path | None = None) -> Path:
+    """The folder of an existing checkpoint ``name``, or a ValueError that lists the available ones."""
+    folder = resolve(name, root)
+    if not folder.is_dir():
+        names = [p.name for p in sorted(folder.parent.glob("*")) if p.is_dir() and not p.name.startswith(".")]
+        hint = f" Available: {', '.join(names[:20])}." if names else " Train one first."
+        raise ValueError(f"There is no checkpoint named {name!r}.{hint}")
+    return folder
+
+
 # ---------------------------------------------------------------------------------- writing
 
 
@@ -369,11 +379,6 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
     A string is always treated as a name, so user input such as ``'../app'`` is refused
     rather than followed; pass a ``Path`` to load a folder elsewhere on purpose.
     """
-    if isinstance(name_or_path, Path):
-        folder = name_or_path
-    else:
-        folder = resolve(name_or_path)
-        if not folder.is_dir():
-            raise ValueError(f"There is no checkpoint named {name_or_path!r}.")
+    folder = name_or_path if isinstance(name_or_path, Path) else find(name_or_path)
     model, _ = load_folder(folder, device)
     return model

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import __version__
-from .checkpoints import load_folder, read_tensors, resolve, save_checkpoint, validate_name
+from .checkpoints import find, load_folder, read_tensors, resolve, save_checkpoint, validate_name
 from .data import Dataset, load_dataset
 from .metrics import evaluate
 from .models import build_model
@@ -56,10 +56,10 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     spec.train.validate()
     start_epoch, resume_state, previous = 0, None, []
     if spec.resume:
-        model, old = load_folder(resolve(spec.name))
+        model, old = load_folder(find(spec.name))
         start_epoch = int((old.get("training") or {}).get("epochs_done", 0))
         previous = old.get("history") or []
-        opt_path = resolve(spec.name) / OPTIMIZER_FILE
+        opt_path = find(spec.name) / OPTIMIZER_FILE
         resume_state = read_tensors(opt_path) if opt_path.exists() else None
         spec.dataset = (old.get("data") or {}).get("dataset", spec.dataset)
     else:

@@ -1,0 +1,120 @@
+"""The lecture's models: layer shapes, parameter counts, the fixed bugs, one interface."""
+
+import pytest
+import torch
+
+from vaedemo.models import REGISTRY, build_model, config_to_dict, model_from_config
+
+
+def test_ae_encoder_matches_notebook_summary():
+    ae = build_model("ae")
+    assert ae.latent_dim == 4
+    assert sum(p.numel() for p in ae.encoder.parameters()) == 43_428
+    # The notebook's summary: 8x14x14 → 16x7x7 → 32x3x3 → 288 → 128 → 4
+    x = torch.rand(2, 1, 28, 28)
+    h = x
+    shapes = []
+    for layer in ae.encoder.encoder_cnn:
+        h = layer(h)
+        if isinstance(layer, torch.nn.Conv2d):
+            shapes.append(tuple(h.shape[1:]))
+    assert shapes == [(8, 14, 14), (16, 7, 7), (32, 3, 3)]
+
+
+def test_vae_parameter_count_matches_lecture():
+    vae = build_model("vae")
+    assert vae.latent_dim == 200
+    assert vae.num_parameters() == 1_189_984
+
+
+@pytest.mark.parametrize("kind", list(REGISTRY))
+@pytest.mark.parametrize("latent", [1, 2, 7])
+def test_every_model_round_trips_28x28(kind, latent):
+    model = build_model(kind, latent_dim=latent).eval()
+    x = torch.rand(5, 1, 28, 28)
+    y = torch.arange(5)
+    mu, logvar = model.encode(x, y)
+    assert mu.shape == (5, latent)
+    assert (logvar is None) == (kind == "ae")
+    out = model.decode(mu, y)
+    # Lecture bug: the middle ConvTranspose's output_padding=0 gave 26x26.
+    assert out.shape == (5, 1, 28, 28)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    loss = model.loss(x, y)
+    assert loss.total.ndim == 0 and torch.isfinite(loss.total)
+
+
+def test_ae_outputs_are_not_stuck_above_half():
+    # Lecture bug: ReLU before the sigmoid made every pixel >= 0.5; a black digit needs values near 0.
+    torch.manual_seed(0)
+    ae = build_model("ae").eval()
+    with torch.no_grad():
+        out = ae.decode(torch.randn(64, 4) * 3)
+    assert float(out.min()) < 0.5
+
+
+def test_vae_train_eval_flag_is_not_overridden():
+    # Lecture bug: the encoder set self.training = True, so eval() could not turn sampling off.
+    vae = build_model("vae", latent_dim=8).eval()
+    assert not vae.Encoder.training
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        a, b = vae(x).x_hat, vae(x).x_hat
+    assert torch.equal(a, b)  # deterministic at eval time: z is the mean
+    vae.train()
+    with torch.no_grad():
+        assert not torch.equal(vae(x).z, vae(x).z)
+
+
+def test_reparameterization_uses_sigma_not_variance():
+    vae = build_model("vae", latent_dim=1).train()
+    torch.manual_seed(0)
+    mu = torch.zeros(100_000, 1)
+    logvar = torch.full((100_000, 1), 2 * torch.log(torch.tensor(3.0)))  # sigma = 3, var = 9
+    from vaedemo.models import reparameterize
+
+    z = reparameterize(mu, logvar)
+    assert abs(float(z.std()) - 3.0) < 0.05
+
+
+def test_fc2_input_dim_is_used():
+    ae = build_model("ae", hidden_dim=32)
+    assert ae.encoder.encoder_lin[0].out_features == 32
+
+
+def test_beta_weights_the_kl():
+    torch.manual_seed(0)
+    vae = build_model("vae", latent_dim=4, beta=4.0).train()
+    x = torch.rand(8, 1, 28, 28)
+    torch.manual_seed(1)
+    out = vae(x)
+    assert torch.allclose(out.loss.total, out.loss.recon + 4.0 * out.loss.kl)
+
+
+def test_cvae_needs_and_uses_labels():
+    cvae = build_model("cvae", latent_dim=2).eval()
+    z = torch.zeros(1, 2)
+    with pytest.raises(ValueError, match="label"):
+        cvae.decode(z)
+    a = cvae.decode(z, torch.tensor([3]))
+    b = cvae.decode(z, torch.tensor([8]))
+    assert not torch.allclose(a, b)
+
+
+def test_config_round_trips_through_json_dict():
+    model = build_model("conv-vae", latent_dim=3, beta=2.5)
+    again = model_from_config("conv-vae", config_to_dict(model.config))
+    assert again.config == model.config
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, float("nan"), "4", 10**9])
+def test_silly_latent_sizes_are_refused(bad):
+    with pytest.raises(ValueError, match="latent_dim"):
+        build_model("vae", latent_dim=bad)
+
+
+def test_unknown_model_and_setting_are_refused():
+    with pytest.raises(ValueError, match="Unknown model"):
+        build_model("gan")
+    with pytest.raises(ValueError, match="no setting"):
+        build_model("ae", beta=2.0)
