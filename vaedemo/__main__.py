@@ -51,26 +51,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoints import find, load_folder
-    from .data import load_dataset, load_npz
     from .device import pick_device
-    from .metrics import evaluate
+    from .evaluation import full_evaluation
 
-    model, config = load_folder(find(args.name), pick_device(args.device))
-    if args.data:
-        x, y = load_npz(args.data)
-        source = args.data
-    else:
-        ds = load_dataset((config.get("data") or {}).get("dataset", "mnist-10k"))
-        x, y, source = ds.x_val, ds.y_val, f"{ds.name} validation split"
-    metrics = evaluate(model, x, y, iwae_k=args.iwae_k, binarized=args.binarized, seed=args.seed)
-    metrics = {"checkpoint": args.name, "kind": model.kind, "data": source, **metrics}
+    metrics = full_evaluation(args.name, data=args.data, iwae_k=args.iwae_k, binarized=args.binarized,
+                              seed=args.seed, samples=args.samples, device=pick_device(args.device))
+    if args.record:
+        from .cards import record_evaluation
+
+        record_evaluation(args.name, metrics, " ".join(["python -m vaedemo", *map(shlex.quote, sys.argv[1:])]))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         width = max(map(len, metrics))
         for k, v in metrics.items():
             print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _cmd_classifier(args: argparse.Namespace) -> int:
+    from .classifier import save_classifier, train_classifier
+    from .data import load_dataset
+
+    model, info = train_classifier(load_dataset("mnist-10k"), epochs=args.epochs, seed=args.seed)
+    command = " ".join(["python -m vaedemo", *map(shlex.quote, sys.argv[1:])])
+    save_classifier(model, args.name, {"command": command, "data": {"dataset": "mnist-10k", "split": "train"},
+                                       "metrics": info})
+    print(f"saved classifier {args.name!r}: validation accuracy {info['val_accuracy']:.4f}")
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from .cards import write_card
+
+    path = write_card(args.name)
+    print(f"wrote {path}")
     return 0
 
 
@@ -82,7 +97,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("No checkpoints yet. Train one: python -m vaedemo train --model vae --epochs 2 --name my-vae")
     for info in infos:
         if info.ok:
-            val = (info.metrics or {}).get("validation", {})
+            val = (info.metrics or {}).get("evaluation") or (info.metrics or {}).get("validation", {})
             score = f"-ELBO {val['neg_elbo']:.1f}" if "neg_elbo" in val else (f"MSE {val['mse']:.4f}" if "mse" in val else "")
             print(f"{info.name:<24} {info.kind:<9} latent {info.latent_dim:<4} {info.dataset:<12} {score}")
         else:
@@ -125,8 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iwae-k", type=int, default=100)
     e.add_argument("--binarized", action="store_true", help="stochastically binarize the digits (fixed seed)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--samples", type=int, default=1000, help="prior samples scored by the digit classifier (0: skip)")
+    e.add_argument("--record", action="store_true", help="store the result in the checkpoint's config.json")
     e.add_argument("--device", default=None)
     e.set_defaults(func=_cmd_evaluate)
+
+    c = sub.add_parser("train-classifier", help="train the digit classifier used to score samples")
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--name", default="classifier-mnist")
+    c.set_defaults(func=_cmd_classifier)
+
+    card = sub.add_parser("card", help="write a checkpoint's model card (README.md) from its config")
+    card.add_argument("name")
+    card.set_defaults(func=_cmd_card)
 
     ls = sub.add_parser("list", help="list checkpoints")
     ls.set_defaults(func=_cmd_list)

@@ -34,6 +34,7 @@ MAX_NAME = 64
 MAX_WEIGHTS_BYTES = 512 * 1024 * 1024  # refuse to read anything bigger into memory
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}[a-z0-9]$|^[a-z0-9]$")
 _STALE_TMP_SECONDS = 3600
+AUXILIARY_KINDS = ("classifier",)  # folders saved in this format that are not latent models
 _SWAP_LOCK = threading.Lock()  # a save's two renames and a scan's recovery never interleave
 
 
@@ -153,11 +154,7 @@ def save_checkpoint(
     metrics, history, the command). ``extra_files`` (file name → bytes) are written in the same
     atomic step, e.g. the optimizer state for resuming, or a model card.
     """
-    root = Path(root or checkpoint_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    final = resolve(name, root)
-    if final.exists() and not overwrite:
-        raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
+    resolve(name, root)  # refuse a bad name before any work
     config = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -172,10 +169,22 @@ def save_checkpoint(
     }
     files = {WEIGHTS: state_dict_bytes(model), CONFIG: json.dumps(_json_safe(config), indent=2).encode()}
     for fname, data in (extra_files or {}).items():
-        if "/" in fname or fname.startswith(".") or fname in files:
+        if fname in files:
             raise ValueError(f"Refusing to write the extra file {fname!r}.")
         files[fname] = data
+    return save_files(name, files, overwrite=overwrite, root=root)
 
+
+def save_files(name: str, files: dict[str, bytes], *, overwrite: bool = False, root: Path | None = None) -> Path:
+    """Write ``files`` (name → bytes) as the folder ``<root>/<name>/`` in one atomic step."""
+    root = Path(root or checkpoint_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    final = resolve(name, root)
+    if final.exists() and not overwrite:
+        raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
+    for fname in files:
+        if "/" in fname or "\\" in fname or fname.startswith(".") or not fname:
+            raise ValueError(f"Refusing to write the file {fname!r}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     try:
         for fname, data in files.items():
@@ -230,7 +239,7 @@ def _recover(root: Path) -> None:
 # ---------------------------------------------------------------------------------- reading
 
 
-def read_config(folder: Path) -> dict:
+def read_config(folder: Path, kinds: tuple[str, ...] | None = None) -> dict:
     path = Path(folder) / CONFIG
     try:
         raw = path.read_bytes()
@@ -245,7 +254,7 @@ def read_config(folder: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ValueError("its config.json has no model section")
     kind = config["model"].get("kind")
-    if kind not in REGISTRY:
+    if kind not in (kinds or REGISTRY):
         raise ValueError(f"its model kind {kind!r} is unknown")
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"it was written by a newer vaedemo (format {config.get('format_version')})")
@@ -340,7 +349,11 @@ def inspect_checkpoint(folder: Path) -> CheckpointInfo:
     info = CheckpointInfo(name=folder.name, path=folder, ok=False)
     try:
         validate_name(folder.name)
-        config = read_config(folder)
+        config = read_config(folder, kinds=(*REGISTRY, *AUXILIARY_KINDS))
+        info.kind = config["model"]["kind"]
+        if info.kind in AUXILIARY_KINDS:
+            _SCAN_CACHE[folder] = (sig, info)
+            return info
         info.kind = config["model"]["kind"]
         info.latent_dim = int(config["model"].get("config", {}).get("latent_dim", 0))
         info.created = str(config.get("created", ""))
@@ -364,7 +377,10 @@ def scan_checkpoints(root: Path | None = None) -> list[CheckpointInfo]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir() or entry.is_symlink():
             continue
-        infos.append(inspect_checkpoint(entry))
+        info = inspect_checkpoint(entry)
+        if info.kind in AUXILIARY_KINDS:
+            continue  # e.g. the digit classifier: not a latent model, so not offered as one
+        infos.append(info)
     return infos
 
 

@@ -71,8 +71,8 @@ def evaluate(model: LatentModel, images: np.ndarray, labels: np.ndarray | None =
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae": 0.0}
     kl_per_dim = torch.zeros(model.latent_dim, dtype=torch.float64)
     with torch.random.fork_rng(devices=[device.type] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
         for i in range(0, len(x_all), batch_size):
+            torch.manual_seed(seed * 1_000_003 + i)  # per batch, so the ELBO does not depend on iwae_k
             x = x_all[i : i + batch_size].to(device)
             y = y_all[i : i + batch_size].to(device) if y_all is not None else None
             out = model(x, y, beta=1.0, sample=True)  # one-sample ELBO estimate

@@ -1,0 +1,117 @@
+"""Model cards: the README.md beside each shipped checkpoint, written from its config.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoints import CONFIG, _json_safe, find, read_config, write_bytes_atomic
+from .data import MNIST_CREDIT
+
+# The targets of the pretrained-checkpoints issue, written into the cards beside what was measured.
+TARGETS = {
+    "neg_elbo": ("≤", 100.0),
+    "iwae_nll": ("≤", 92.0),
+    "confident_share": ("≥", 0.7),
+    "class_entropy": ("≥", 2.2),
+    "mse_vs_pca": ("≤", 0.5),
+}
+
+INTENDED = {
+    "ae": "Showing what a deterministic code keeps: reconstructions, a 4-D latent map, and why sampling an AE's latent space gives poor digits.",
+    "vae": "The lecture's MLP VAE: reconstructions, ELBO scores, prior samples, interpolation and traversal along the most informative dimensions.",
+    "conv-vae": "A compact convolutional VAE (latent 16) with sharper samples than the MLP VAE.",
+    "cvae": "Asking for a chosen digit: the label is an input, so the latent code holds style (slant, thickness) alone.",
+}
+
+
+def record_evaluation(name: str, metrics: dict, command: str) -> None:
+    """Store ``metrics`` and the command that produced them in the checkpoint's config.json (atomically)."""
+    folder = find(name)
+    config = read_config(folder)
+    config.setdefault("metrics", {})["evaluation"] = {**metrics, "command": command}
+    write_bytes_atomic(folder / CONFIG, json.dumps(_json_safe(config), indent=2).encode())
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def _metric_rows(ev: dict) -> list[str]:
+    rows = []
+    flat = {k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    flat.update({k: v for k, v in (ev.get("samples") or {}).items() if isinstance(v, float)})
+    labels = {
+        "neg_elbo": "−ELBO (nats)", "iwae_nll": f"IWAE NLL, k = {ev.get('iwae_k', '?')} (nats)",
+        "recon_nats": "reconstruction term (nats)", "kl_nats": "KL term (nats)", "mse": "reconstruction MSE",
+        "pca_mse": "PCA baseline MSE (same number of components)", "mse_vs_pca": "MSE ÷ PCA baseline",
+        "active_units": "active units (KL > 0.01 nats)", "confident_share": "samples classified with confidence ≥ 0.9",
+        "class_entropy": "entropy of the samples' class histogram (ln 10 = 2.303)",
+    }
+    for key, label in labels.items():
+        if key in flat:
+            target = TARGETS.get(key)
+            mark = ""
+            if target:
+                op, t = target
+                ok = flat[key] <= t if op == "≤" else flat[key] >= t
+                mark = f"{op} {t:g} — {'met' if ok else 'missed'}"
+            rows.append(f"| {label} | {_fmt(flat[key])} | {mark} |")
+    return rows
+
+
+def render_card(config: dict) -> str:
+    model = config["model"]
+    kind = model["kind"]
+    ev = (config.get("metrics") or {}).get("evaluation") or {}
+    training = config.get("training") or {}
+    data = config.get("data") or {}
+    lines = [
+        f"# {config.get('name')}",
+        "",
+        f"A `{kind}` model with a {model['config'].get('latent_dim')}-dimensional latent space and "
+        f"{model.get('num_parameters', 0):,} parameters, trained by vaedemo's own training code.",
+        "",
+        "## Data",
+        f"`{data.get('dataset', '?')}`: {data.get('n_train', '?')} training and {data.get('n_val', '?')} validation "
+        f"digits (fixed split, seed {data.get('split_seed', 0)}). {MNIST_CREDIT}",
+        "",
+        "## How it was made",
+        "```bash",
+        config.get("command", "(command not recorded)"),
+        "```",
+        f"Epochs run: {training.get('epochs_done', '?')}, best validation epoch: {training.get('best_epoch', '?')}"
+        f" (its weights are the ones saved). Model config: `{json.dumps(model['config'])}`.",
+        "",
+        "## Metrics on the validation split",
+    ]
+    if ev:
+        lines += [
+            f"Measured with `{ev.get('command', 'python -m vaedemo evaluate')}`"
+            f" ({'stochastically binarized digits' if ev.get('binarized') else 'grey-level digits'}, seed {ev.get('seed', 0)}).",
+            "",
+            "| metric | value | target |",
+            "| --- | --- | --- |",
+            *_metric_rows(ev),
+        ]
+    else:
+        lines.append("Not evaluated yet: run `python -m vaedemo evaluate NAME --record`.")
+    lines += [
+        "",
+        "## Intended use",
+        INTENDED.get(kind, "Exploring a latent space in vaedemo."),
+        "",
+        "## Limits",
+        "- Trained on 9,000 MNIST digits only: expect it to fail on letters, photos and digits drawn very unlike MNIST.",
+        "- Likelihoods are under a Bernoulli decoder on 28×28 pixels; they compare models on the same data, not across datasets.",
+        "- Not for any decision about people: it is a teaching and exploration model.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(name: str) -> Path:
+    folder = find(name)
+    path = folder / "README.md"
+    write_bytes_atomic(path, render_card(read_config(folder)).encode())
+    return path

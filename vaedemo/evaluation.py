@@ -1,0 +1,57 @@
+"""The figures a model card reports: validation metrics, prior-sample quality, and the AE's PCA baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .checkpoints import find, load_folder, read_config
+from .classifier import classifier_available, load_classifier, sample_quality
+from .data import load_dataset, load_npz
+from .metrics import evaluate
+from .models import LatentModel
+
+
+@torch.no_grad()
+def prior_samples(model: LatentModel, n: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """(n, 28, 28) decoded means of z ~ N(0, T² I); a cvae cycles through the digits 0..9."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, model.latent_dim, generator=gen) * temperature
+    y = torch.arange(n) % getattr(model.config, "num_classes", 10) if model.conditional else None
+    device = next(model.parameters()).device
+    return model.decode(z.to(device), y.to(device) if y is not None else None)[:, 0].cpu().numpy()
+
+
+def pca_baseline_mse(x_train: np.ndarray, x_val: np.ndarray, n_components: int) -> float:
+    """Reconstruction MSE of PCA with the same number of components, fitted on the training split."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=n_components, random_state=0).fit(x_train.reshape(len(x_train), -1) / 255.0)
+    v = x_val.reshape(len(x_val), -1) / 255.0
+    return float(((pca.inverse_transform(pca.transform(v)) - v) ** 2).mean())
+
+
+def full_evaluation(name: str, *, data: str | None = None, iwae_k: int = 100, binarized: bool = False,
+                    seed: int = 0, samples: int = 1000, device=None) -> dict:
+    """Everything ``python -m vaedemo evaluate`` prints, as a dict."""
+    folder = find(name)
+    model, config = load_folder(folder, device)
+    if data:
+        x, y = load_npz(data)
+        source, ds = data, None
+    else:
+        ds = load_dataset((config.get("data") or {}).get("dataset", "mnist-10k"))
+        x, y, source = ds.x_val, ds.y_val, f"{ds.name} validation split"
+    out = {"checkpoint": name, "kind": model.kind, "data": source}
+    out.update(evaluate(model, x, y, iwae_k=iwae_k if model.variational else 0, binarized=binarized, seed=seed))
+    if not model.variational and ds is not None:
+        out["pca_mse"] = pca_baseline_mse(ds.x_train, ds.x_val, model.latent_dim)
+        out["mse_vs_pca"] = out["mse"] / out["pca_mse"]
+    if samples and model.variational and classifier_available():
+        out["samples"] = sample_quality(prior_samples(model, samples, 1.0, seed), load_classifier())
+    return out
+
+
+def recorded_evaluation(name: str) -> dict:
+    """The evaluation stored in a checkpoint's config.json by ``evaluate --record``."""
+    return (read_config(find(name)).get("metrics") or {}).get("evaluation") or {}
