@@ -12,6 +12,26 @@ import threading
 from .models import REGISTRY
 
 
+def _init_distributed(tc) -> int:
+    """Under torchrun (WORLD_SIZE > 1): join the process group, NCCL on CUDA, gloo on CPU; returns the rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    from .device import pick_device
+
+    device = pick_device(tc.device)
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        tc.device = f"cuda:{local}"
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -23,14 +43,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, or a folder/zip path.")
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
-                     schedule=args.schedule, patience=args.patience, device=args.device)
+                     schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
                    hidden_dim=args.hidden_dim, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
                    command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the batch, keep the best epoch
-    bar = tqdm(total=args.epochs, unit="epoch", dynamic_ncols=True, disable=args.quiet)
+    rank = _init_distributed(tc)
+    bar = tqdm(total=args.epochs, unit="epoch", dynamic_ncols=True, disable=args.quiet or rank != 0)
 
     def progress(p):
         if p.stats is not None:
@@ -41,6 +62,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     outcome = run(spec, progress=progress, stop=stop)
     bar.close()
+    if rank != 0:
+        return 0
     if not outcome.saved:
         print("Stopped before the first epoch finished; nothing was saved.")
         return 1
@@ -127,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    t.add_argument("--amp", action="store_true", help="bf16 mixed precision on CUDA")
     t.add_argument("--resume", action="store_true", help="continue training checkpoint NAME")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
     t.add_argument("--quiet", action="store_true")

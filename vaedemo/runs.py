@@ -11,7 +11,7 @@ from .checkpoints import find, load_folder, read_tensors, resolve, save_checkpoi
 from .data import Dataset, load_dataset
 from .metrics import evaluate
 from .models import build_model
-from .training import Progress, StopSignal, TrainConfig, TrainResult, train
+from .training import Progress, StopSignal, TrainConfig, TrainResult, dist_info, train
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -74,6 +74,8 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     result = train(model, data, spec.train, progress=progress, stop=stop,
                    resume_state=resume_state, start_epoch=start_epoch)
     if not result.history:  # stopped before the first epoch finished: nothing worth keeping
+        return RunOutcome(spec.name, result, {}, saved=False)
+    if dist_info()[0] != 0:  # under torchrun only rank 0 evaluates and writes
         return RunOutcome(spec.name, result, {}, saved=False)
     metrics = evaluate(result.model, data.x_val, data.y_val, iwae_k=spec.iwae_k if model.variational else 0)
     from safetensors.torch import save as st_save

@@ -20,6 +20,30 @@ from .device import pick_device
 from .models import LatentModel
 
 
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torchrun."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _agree(flag: bool, device: torch.device) -> bool:
+    """True on every rank when any rank says True, so ranks never part ways (a hang under DDP)."""
+    if dist_info()[1] == 1:
+        return flag
+    return bool(_all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    if dist_info()[1] > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -34,6 +58,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
     device: str | None = None
+    amp: bool = False  # bf16 autocast on CUDA (mixed precision); ignored on other devices
 
     def validate(self) -> "TrainConfig":
         checks = [
@@ -184,22 +209,35 @@ def train(
     """
     config = (config or TrainConfig()).validate()
     device = pick_device(config.device)
+    rank, world = dist_info()
     torch.manual_seed(config.seed)
     model.to(device).train()
 
-    x_train = to_unit_float(data.x_train).to(device)  # (N, 1, 28, 28), stays on the device
+    # Under torchrun each rank keeps only its shard (equal sizes, so every rank runs the same
+    # number of steps) and takes batch_size / world items per step; DDP averages the gradients,
+    # so one step sees batch_size items in all, as in a single process.
+    n_shard = len(data.x_train) // world
+    shard = slice(rank, n_shard * world, world)
+    batch_size = max(1, config.batch_size // world)
+    x_train = to_unit_float(data.x_train[shard]).to(device)  # (N, 1, 28, 28), stays on the device
     x_val = to_unit_float(data.x_val).to(device)
-    y_train = torch.as_tensor(data.y_train, dtype=torch.long, device=device) if model.conditional else None
+    y_train = torch.as_tensor(data.y_train[shard], dtype=torch.long, device=device) if model.conditional else None
     y_val = torch.as_tensor(data.y_val, dtype=torch.long, device=device) if model.conditional else None
     if len(x_train) == 0:
         raise ValueError("The training set is empty.")
+    step_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = config.amp and device.type == "cuda"
 
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if resume_state:
         _optimizer_from_tensors(opt, resume_state)
         for group in opt.param_groups:
             group["lr"] = config.lr
-    steps = math.ceil(len(x_train) / config.batch_size)
+    steps = math.ceil(len(x_train) / batch_size)
     total_steps = steps * config.epochs
     result = TrainResult(model=model, epochs_done=start_epoch)
     best = (math.inf, None)
@@ -221,8 +259,8 @@ def train(
         sums = torch.zeros(3, device=device)
         epoch_start = time.perf_counter()
         count = 0
-        for step, idx in enumerate(_batches(len(x_train), config.batch_size, gen), start=1):
-            if _should_stop(stop):
+        for step, idx in enumerate(_batches(len(x_train), batch_size, gen), start=1):
+            if _agree(_should_stop(stop), device):
                 result.stopped = "stop"
                 break
             idx = idx.to(device)
@@ -230,7 +268,8 @@ def train(
             if config.binarize:
                 xb = torch.bernoulli(xb)
             yb = y_train[idx] if y_train is not None else None
-            out = model(xb, yb, beta=beta)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                out = step_model(xb, yb, beta=beta)
             opt.zero_grad(set_to_none=True)
             out.loss.total.backward()
             opt.step()
@@ -238,12 +277,14 @@ def train(
             count += len(idx)
             if progress and step % report_every == 0:
                 done = (local_epoch * steps + step)
-                rate = (samples_seen + count) / max(1e-9, time.perf_counter() - started)
+                rate = (samples_seen + count * world) / max(1e-9, time.perf_counter() - started)
                 progress(Progress(epoch, start_epoch + config.epochs, step, steps, rate,
                                   (total_steps - done) * config.batch_size / max(rate, 1e-9)))
         if result.stopped:
             break
         seconds = time.perf_counter() - epoch_start
+        totals = _all_reduce_sum(torch.cat([sums, torch.tensor([float(count)], device=device)]))
+        sums, count = totals[:3], int(totals[3].item())
         samples_seen += count
         train_loss, train_recon, train_kl = (sums / max(1, count)).tolist()
         val = validation_loss(model, x_val, y_val, model.beta, seed=config.seed) if len(x_val) else (math.nan,) * 3
@@ -263,7 +304,7 @@ def train(
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped = "early"
             break
-        if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+        if _agree(bool(config.max_seconds) and time.perf_counter() - started > config.max_seconds, device):
             result.stopped = "time"
             break
 
