@@ -128,6 +128,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push
+
+    url = push(args.name, args.repo, private=args.private)
+    print(f"pushed {args.name!r} to {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vaedemo", description="Train and evaluate autoencoders and VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     card = sub.add_parser("card", help="write a checkpoint's model card (README.md) from its config")
     card.add_argument("name")
     card.set_defaults(func=_cmd_card)
+
+    push = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub")
+    push.add_argument("name")
+    push.add_argument("--repo", required=True, help="user/name on the Hub")
+    push.add_argument("--private", action="store_true")
+    push.set_defaults(func=_cmd_push)
 
     ls = sub.add_parser("list", help="list checkpoints")
     ls.set_defaults(func=_cmd_list)

@@ -393,8 +393,16 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
     """Load a checkpoint by name (a slug under the checkpoints folder) or by ``pathlib.Path``.
 
     A string is always treated as a name, so user input such as ``'../app'`` is refused
-    rather than followed; pass a ``Path`` to load a folder elsewhere on purpose.
+    rather than followed; pass a ``Path`` to load a folder elsewhere on purpose, or
+    ``"hf://user/name"`` for a checkpoint pushed to the Hugging Face Hub.
     """
-    folder = name_or_path if isinstance(name_or_path, Path) else find(name_or_path)
+    if isinstance(name_or_path, Path):
+        folder = name_or_path
+    elif isinstance(name_or_path, str) and name_or_path.startswith("hf://"):
+        from .hub import download
+
+        folder = download(name_or_path)
+    else:
+        folder = find(name_or_path)
     model, _ = load_folder(folder, device)
     return model
