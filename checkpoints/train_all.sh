@@ -10,7 +10,7 @@ export VAEDEMO_CHECKPOINT_DIR=${VAEDEMO_CHECKPOINT_DIR:-checkpoints}
 $PY -m vaedemo train-classifier --epochs 8 --name classifier-mnist
 
 # Likelihood models train and are scored on stochastically binarized digits, as in the literature.
-$PY -m vaedemo train --model vae --latent-dim 200 --epochs 300 --binarize --shift 1 --kl-warmup 10 --schedule cosine --patience 60 --iwae-k 20 --quiet --overwrite --name vae-mnist
+$PY -m vaedemo train --model vae --latent-dim 200 --epochs 500 --binarize --shift 1 --kl-warmup 10 --schedule cosine --patience 80 --iwae-k 20 --quiet --overwrite --name vae-mnist
 $PY -m vaedemo train --model vae --latent-dim 2 --epochs 150 --binarize --shift 1 --schedule cosine --patience 40 --iwae-k 20 --quiet --overwrite --name vae-mnist-2d
 $PY -m vaedemo train --model cvae --latent-dim 16 --epochs 200 --binarize --shift 1 --kl-warmup 10 --schedule cosine --patience 40 --iwae-k 20 --quiet --overwrite --name cvae-mnist
 $PY -m vaedemo train --model conv-vae --latent-dim 16 --epochs 120 --binarize --shift 1 --kl-warmup 10 --schedule cosine --patience 30 --iwae-k 20 --quiet --overwrite --name conv-vae-mnist

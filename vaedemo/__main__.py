@@ -128,6 +128,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_maps(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .service import precompute_maps
+
+    bar = tqdm(total=100, unit="%", disable=args.quiet)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 100)
+        bar.set_description(message[:40])
+        bar.refresh()
+
+    paths = precompute_maps(args.name, progress)
+    bar.close()
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push
 
@@ -186,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     card = sub.add_parser("card", help="write a checkpoint's model card (README.md) from its config")
     card.add_argument("name")
     card.set_defaults(func=_cmd_card)
+
+    maps = sub.add_parser("maps", help="precompute a checkpoint's PCA and t-SNE latent maps")
+    maps.add_argument("name")
+    maps.add_argument("--quiet", action="store_true")
+    maps.set_defaults(func=_cmd_maps)
 
     push = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub")
     push.add_argument("name")
