@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from . import __version__
 from .checkpoints import find, load_folder, read_tensors, resolve, save_checkpoint, validate_name
 from .data import Dataset, load_dataset
@@ -65,6 +67,7 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     else:
         if resolve(spec.name).exists() and not spec.overwrite:
             raise ValueError(f"A checkpoint named {spec.name!r} already exists; choose another name.")
+        torch.manual_seed(spec.train.seed)  # the starting weights depend on the seed alone
         model = build_model(spec.model, **_model_overrides(spec))
     data = data or load_dataset(spec.dataset)
     data = data.limit(spec.max_train)

@@ -1,0 +1,471 @@
+"""The app's backend: what a user of each tab would notice, on tiny checkpoints trained in seconds."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vaedemo import service
+from vaedemo.data import bundled_digits
+
+from _tiny import TINY, tiny_dir  # noqa: F401  (tiny_dir is a fixture)
+
+pytestmark = pytest.mark.usefixtures("tiny_dir")
+KINDS = {TINY[name][0]: name for name in TINY}  # kind → checkpoint name
+X, Y = bundled_digits()
+
+
+def _digit(i):
+    return X[i].astype(np.float32) / 255.0
+
+
+def _other_class(i):
+    return next(j for j in range(i + 1, len(Y)) if Y[j] != Y[i])
+
+
+# ---------------------------------------------------------------------------------- store and listing
+
+
+def test_checkpoint_choices_label_every_model():
+    choices = dict((name, label) for label, name in service.checkpoint_choices())
+    assert set(choices) == set(TINY)
+    assert choices["tiny-vae2"] == "tiny-vae2 · VAE · latent 2"
+    assert choices["tiny-conv-vae"] == "tiny-conv-vae · Conv VAE · latent 4"
+    assert service.broken_checkpoints() == []
+
+
+def test_broken_checkpoint_is_listed_with_its_reason_and_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"junk")
+    assert service.checkpoint_choices() == []
+    [(name, reason)] = service.broken_checkpoints()
+    assert name == "bad" and "JSON" in reason
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        service.STORE.get("bad")
+
+
+@pytest.mark.parametrize("name", ["nope", "../etc", "", None, "A B"])
+def test_store_refuses_bad_names(name):
+    with pytest.raises(ValueError):
+        service.STORE.get(name)
+
+
+def test_store_loads_once_in_eval_mode_even_under_concurrency():
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(service.STORE.get("tiny-cvae"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(m) for m in got}) == 1
+    model = got[0]
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert "tiny-cvae" in service.health()["loaded_checkpoints"]
+
+
+def test_digit_input_picks_bundled_digits_and_refuses_bad_indices():
+    assert np.array_equal(service.digit_input(3), _digit(3))
+    assert service.digit_input(np.int64(3)).dtype == np.float32
+    for bad in (-1, 10_000):
+        with pytest.raises(ValueError, match="digit number"):
+            service.digit_input(bad)
+    with pytest.raises(ValueError, match="blank"):
+        service.digit_input(None)
+
+
+# ---------------------------------------------------------------------------------- reconstruct
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "cvae", "conv-vae"])
+def test_reconstruct_shapes_ranges_and_neighbours(kind):
+    name = KINDS[kind]
+    label = int(Y[5]) if kind == "cvae" else None
+    r = service.reconstruct(5, name, n_samples=3, label=label)
+    d = TINY[name][1]
+    assert r.input.shape == r.recon.shape == r.error_map.shape == (28, 28)
+    assert 0 <= r.recon.min() and r.recon.max() <= 1
+    np.testing.assert_allclose(r.error_map, r.recon - r.input, atol=1e-6)
+    assert r.mu.shape == (d,) and r.mse >= 0 and r.bce_nats > 0
+    if kind == "ae":
+        assert r.samples.shape == (0, 28, 28) and r.sigma is None and r.neg_elbo is None and r.elbo_percentile is None
+    else:
+        assert r.samples.shape == (3, 28, 28) and r.sigma.shape == (d,) and (r.sigma > 0).all()
+        assert r.neg_elbo > 0 and 0 <= r.elbo_percentile <= 100
+    assert r.label_used == label
+    # A bundled digit is its own nearest neighbour, at distance 0.
+    assert len(r.neighbours) == 5
+    index, lab, dist = r.neighbours[0]
+    assert index == 5 and lab == Y[5] and dist < 1e-4
+    assert [n[2] for n in r.neighbours] == sorted(n[2] for n in r.neighbours)
+
+
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_reconstruction_looks_like_its_input_rather_than_another_digit(kind):
+    wins = 0
+    for i in range(20):
+        r = service.reconstruct(i, KINDS[kind], label=int(Y[i]) if kind == "cvae" else None)
+        wins += np.mean((r.recon - _digit(i)) ** 2) < np.mean((r.recon - _digit(_other_class(i))) ** 2)
+    assert wins >= 15  # the tiny models manage 18-19 of 20
+
+
+def test_a_real_digit_is_more_typical_than_noise():
+    noise = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    real = service.reconstruct(0, "tiny-vae2")
+    odd = service.reconstruct(noise, "tiny-vae2")
+    assert real.elbo_percentile < odd.elbo_percentile
+    assert real.neg_elbo < odd.neg_elbo
+
+
+def test_cvae_without_a_label_picks_the_best_one_and_is_repeatable():
+    a = service.reconstruct(1, "tiny-cvae")
+    b = service.reconstruct(1, "tiny-cvae")
+    assert 0 <= a.label_used <= 9 and a.label_used == b.label_used
+    np.testing.assert_array_equal(a.recon, b.recon)
+
+
+def test_reconstruct_refuses_bad_inputs():
+    with pytest.raises(ValueError, match="blank"):
+        service.reconstruct(np.zeros((28, 28), np.float32), "tiny-vae2")
+    with pytest.raises(ValueError, match="NaN"):
+        service.reconstruct(np.full((28, 28), np.nan, np.float32), "tiny-vae2")
+    with pytest.raises(ValueError, match="number of samples"):
+        service.reconstruct(0, "tiny-vae2", n_samples=float("inf"))
+    with pytest.raises(ValueError, match="digit"):
+        service.reconstruct(0, "tiny-cvae", label=10)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        service.reconstruct(0, "missing")
+
+
+def test_concurrent_requests_get_the_same_answers_as_one_at_a_time():
+    expected = {i: (service.reconstruct(i, "tiny-cvae").recon, service.sample("tiny-vae2", 4, seed=i)) for i in range(4)}
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            results[i] = (service.reconstruct(i % 4, "tiny-cvae").recon, service.sample("tiny-vae2", 4, seed=i % 4))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, (recon, samples) in results.items():
+        np.testing.assert_allclose(recon, expected[i % 4][0], atol=1e-6)
+        np.testing.assert_allclose(samples, expected[i % 4][1], atol=1e-6)
+
+
+def test_second_reconstruct_reuses_the_per_checkpoint_caches(monkeypatch):
+    service.reconstruct(2, "tiny-vae2")  # the first call encodes the bundled and validation digits
+    encoded = []
+    real = service._encode
+
+    def counting(model, images, labels=None):
+        encoded.append(len(images))
+        return real(model, images, labels)
+
+    monkeypatch.setattr(service, "_encode", counting)
+    service.reconstruct(3, "tiny-vae2")
+    assert sum(encoded) < 100  # the input alone, not thousands of dataset digits again
+
+
+# ---------------------------------------------------------------------------------- sample
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "cvae", "conv-vae"])
+def test_sample_is_repeatable_for_a_seed_and_differs_for_another(kind):
+    name = KINDS[kind]
+    a = service.sample(name, count=5, seed=7)
+    assert a.shape == (5, 28, 28) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    np.testing.assert_array_equal(a, service.sample(name, count=5, seed=7))
+    assert not np.allclose(a, service.sample(name, count=5, seed=8))
+
+
+def test_low_temperature_samples_stay_close_to_the_mean():
+    cold = service.sample("tiny-vae2", count=32, temperature=0.1, seed=1)
+    hot = service.sample("tiny-vae2", count=32, temperature=2.0, seed=1)
+    assert cold.std(axis=0).mean() < 0.5 * hot.std(axis=0).mean()
+
+
+def test_cvae_samples_the_digit_asked_for():
+    fixed = service.sample("tiny-cvae", count=4, seed=0, digit=3)
+    cycled = service.sample("tiny-cvae", count=4, seed=0)
+    np.testing.assert_allclose(fixed[3], cycled[3], atol=1e-6)  # the 4th of a cycle is digit 3 too
+    assert not np.allclose(fixed[0], cycled[0])
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(count=0), "number of samples"), (dict(count=257), "number of samples"),
+    (dict(count=float("nan")), "number of samples"), (dict(count="lots"), "number of samples"),
+    (dict(count=2.5), "whole number"), (dict(temperature=0), "temperature"),
+    (dict(temperature=5.5), "temperature"), (dict(temperature=None), "temperature"),
+    (dict(seed=-1), "seed"), (dict(seed=2**31), "seed"),
+])
+def test_sample_refuses_bad_numbers(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        service.sample("tiny-vae2", **kwargs)
+
+
+def test_sample_accepts_numbers_as_web_forms_send_them():
+    assert service.sample("tiny-vae2", count=3.0, temperature="0.5", seed=np.int64(2)).shape == (3, 28, 28)
+
+
+# ---------------------------------------------------------------------------------- interpolate and traverse
+
+
+def test_interpolation_endpoints_are_the_reconstructions():
+    a, b = _digit(0), _digit(1)
+    path = service.interpolate("tiny-conv-vae", a, b, steps=6)
+    assert path.lerp.shape == path.slerp.shape == (6, 28, 28)
+    assert path.t[0] == 0 and path.t[-1] == 1 and path.lerp_norms.shape == path.slerp_norms.shape == (6,)
+    ra, rb = service.reconstruct(a, "tiny-conv-vae").recon, service.reconstruct(b, "tiny-conv-vae").recon
+    for frames in (path.lerp, path.slerp):
+        np.testing.assert_allclose(frames[0], ra, atol=1e-5)
+        np.testing.assert_allclose(frames[-1], rb, atol=1e-5)
+
+
+def test_slerp_keeps_the_norm_between_equal_length_codes():
+    z0, z1 = np.array([3.0, 0.0]), np.array([0.0, 3.0])
+    path = service.slerp(z0, z1, np.linspace(0, 1, 5))
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), 3.0)
+    np.testing.assert_allclose(service.slerp(z0, 2 * z0, np.array([0.5])), [[4.5, 0.0]])  # parallel: a line
+
+
+@pytest.mark.parametrize("steps", [1, 65, float("nan"), None])
+def test_interpolate_refuses_bad_step_counts(steps):
+    with pytest.raises(ValueError, match="steps"):
+        service.interpolate("tiny-vae2", 0, 1, steps=steps)
+
+
+def test_traverse_defaults_to_the_most_informative_dimensions():
+    ranked = service.dims_by_kl("tiny-conv-vae")
+    assert sorted(d for d, _ in ranked) == [0, 1, 2, 3]
+    assert [v for _, v in ranked] == sorted((v for _, v in ranked), reverse=True)
+    tr = service.traverse("tiny-conv-vae", 4, steps=5, span=2.0)
+    assert tr.images.shape == (4, 5, 28, 28)
+    assert tr.dims == [d for d, _ in ranked]
+    np.testing.assert_allclose(tr.values, [-2, -1, 0, 1, 2])
+    # The middle column is the unchanged code, i.e. the reconstruction.
+    recon = service.reconstruct(4, "tiny-conv-vae").recon
+    np.testing.assert_allclose(tr.images[0, 2], recon, atol=1e-5)
+
+
+def test_traverse_chosen_dims_and_bad_dims():
+    assert service.traverse("tiny-ae", 0, dims=[2, 0], steps=3).images.shape == (2, 3, 28, 28)
+    for dims in ([4], [0, 0], [], [-1]):
+        with pytest.raises(ValueError, match="dimension"):
+            service.traverse("tiny-ae", 0, dims=dims)
+
+
+# ---------------------------------------------------------------------------------- latent maps
+
+
+def test_pca_map_shapes_and_exact_inverse():
+    m = service.latent_map("tiny-conv-vae", "pca", n=500)
+    assert m.coords.shape == (500, 2) and m.coords.dtype == np.float32
+    assert m.codes.shape == (500, 4) and m.labels.shape == m.indices.shape == (500,)
+    assert m.mean.shape == (4,) and m.components.shape == (2, 4)
+    np.testing.assert_array_equal(m.labels, Y[m.indices])
+    with pytest.raises(ValueError):
+        m.coords[0, 0] = 1.0  # shared by every user, so read-only
+    # Decoding at a digit's map position decodes its PCA reconstruction mean + xy·components.
+    i = 17
+    point = service.decode_at("tiny-conv-vae", "pca", *m.coords[i], n=500)
+    z = m.mean + m.coords[i] @ m.components
+    np.testing.assert_allclose(point.z, z, atol=1e-4)
+    assert point.image.shape == (28, 28) and not point.far
+    # A 2-D latent loses nothing in a 2-D PCA, so the decode is the digit's own reconstruction.
+    m2 = service.latent_map("tiny-vae2", "pca", n=500)
+    j = int(m2.indices[3])
+    exact = service.decode_at("tiny-vae2", "pca", *m2.coords[3], n=500)
+    np.testing.assert_allclose(exact.image, service.reconstruct(j, "tiny-vae2").recon, atol=1e-4)
+    assert np.allclose(service.project_point("tiny-vae2", "pca", j, n=500), m2.coords[3], atol=1e-4)
+
+
+def test_pca_far_flag():
+    m = service.latent_map("tiny-ae", "pca", n=300)
+    assert not service.decode_at("tiny-ae", "pca", *m.coords[0], n=300).far
+    assert service.decode_at("tiny-ae", "pca", 1e4, -1e4, n=300).far
+
+
+def test_tsne_map_inverse_placement_and_far_flag():
+    m = service.latent_map("tiny-vae2", "tsne", n=200)
+    assert m.coords.shape == (200, 2) and m.mean is None and m.components is None
+    here = service.decode_at("tiny-vae2", "tsne", *m.coords[5], n=200)
+    np.testing.assert_allclose(here.z, m.codes[5], atol=1e-4)  # at a map point: that point's own code
+    assert not here.far
+    far = service.decode_at("tiny-vae2", "tsne", float(m.coords[:, 0].max()) + 1e3, 0.0, n=200)
+    assert far.far and far.image.shape == (28, 28)
+    x, y = service.project_point("tiny-vae2", "tsne", int(m.indices[5]), n=200)
+    assert np.hypot(x - m.coords[5, 0], y - m.coords[5, 1]) < 1e-3
+
+
+def test_map_is_cached_in_memory_and_on_disk(monkeypatch):
+    name = "tiny-cvae"
+    first = service.latent_map(name, "pca", n=400)
+    path = service.STORE.entry(name).folder / "latent_map_pca.npz"
+    assert path.is_file() and not first.from_disk
+    assert service.latent_map(name, "pca", n=400) is first
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the map was computed again")
+
+    monkeypatch.setattr(service.PCAProjection, "fit", refuse)
+    service._MAPS.clear()
+    again = service.latent_map(name, "pca", n=400)
+    assert again.from_disk and again is not first
+    np.testing.assert_array_equal(again.coords, first.coords)
+    # A fresh git clone gives every file a new mtime: the shipped map must still be used.
+    weights = service.STORE.entry(name).folder / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns + 10**9
+    import os
+
+    os.utime(weights, ns=(stamp, stamp))
+    service._MAPS.clear()
+    assert service.latent_map(name, "pca", n=400).from_disk
+    # Once the weights change, the disk copy is stale and the map is computed anew.
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    key = next(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 2)
+    tensors[key] = tensors[key] * 1.01
+    save_file(tensors, weights)
+    with pytest.raises(AssertionError, match="computed again"):
+        service.latent_map(name, "pca", n=400)
+
+
+def test_concurrent_requests_compute_a_map_once(monkeypatch):
+    calls = []
+    real_fit = service.PCAProjection.fit
+
+    def counting_fit(self, codes):
+        calls.append(1)
+        time.sleep(0.2)  # give the other threads time to arrive while this one works
+        return real_fit(self, codes)
+
+    monkeypatch.setattr(service.PCAProjection, "fit", counting_fit)
+    maps = []
+    threads = [threading.Thread(target=lambda: maps.append(service.latent_map("tiny-ae", "pca", n=250)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(m) for m in maps}) == 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(method="umap"), "method"), (dict(n=5), "number of digits"), (dict(n=10_001), "number of digits"),
+    (dict(n=float("nan")), "number of digits"),
+])
+def test_latent_map_refuses_bad_settings(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        service.latent_map("tiny-ae", **kwargs)
+
+
+def test_decode_at_refuses_non_numbers():
+    service.latent_map("tiny-ae", "pca", n=300)
+    for x in (float("nan"), float("inf"), "left", None):
+        with pytest.raises(ValueError, match="x coordinate"):
+            service.decode_at("tiny-ae", "pca", x, 0.0, n=300)
+
+
+# ---------------------------------------------------------------------------------- manifold grid
+
+
+def test_manifold_grid_for_a_2d_latent():
+    grid = service.manifold_grid("tiny-vae2", n=5)
+    assert grid.shape == (140, 140) and 0 <= grid.min() and grid.max() <= 1
+    # The grid's centre tile is the decode of the prior's mean, z = 0.
+    centre = service._decode(service.STORE.get("tiny-vae2"), np.zeros((1, 2)))[0]
+    np.testing.assert_allclose(grid[56:84, 56:84], centre, atol=1e-5)
+
+
+def test_manifold_grid_refuses_other_latent_sizes_and_bad_sizes():
+    with pytest.raises(ValueError, match="2-D latent"):
+        service.manifold_grid("tiny-conv-vae")
+    with pytest.raises(ValueError, match="grid size"):
+        service.manifold_grid("tiny-vae2", n=1000)
+    with pytest.raises(ValueError, match="span"):
+        service.manifold_grid("tiny-vae2", span=-1)
+
+
+def test_health_reports_the_basics():
+    h = service.health()
+    assert h["version"] and h["torch"] and h["device"] == "cpu"
+    assert isinstance(h["training_enabled"], bool)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def _collect(trainer, job_id):
+    return list(trainer.events(job_id))
+
+
+def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = service.TrainingManager()
+    job = trainer.start({"name": "fresh-ae", "model": "ae", "latent_dim": 3, "epochs": 1, "max_train": 300,
+                         "batch_size": 100, "iwae_k": 0})
+    updates = _collect(trainer, job)
+    last = updates[-1]
+    assert last.done and last.error is None and last.checkpoint == "fresh-ae"
+    assert max(u.fraction for u in updates) == 1.0
+    assert [u.seq for u in updates] == sorted(u.seq for u in updates)
+    assert len(last.history) == 1 and last.history[0]["epoch"] == 1
+    assert last.preview_recon.shape == last.preview_originals.shape == last.prior_samples.shape == (8, 28, 28)
+    assert last.map_coords.shape == (len(last.map_labels), 2)
+    assert "fresh-ae" in [name for _, name in service.checkpoint_choices()]
+    assert service.STORE.get("fresh-ae").latent_dim == 3
+    assert not trainer.status()["busy"]
+
+
+def test_training_is_busy_while_a_run_goes_and_stop_ends_it_early(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = service.TrainingManager()
+    job = trainer.start({"name": "long-run", "model": "vae", "latent_dim": 2, "epochs": 40, "max_train": 600,
+                         "iwae_k": 0})
+    with pytest.raises(ValueError, match=r"Training is busy: another run is going \(\d+% done, about \d+ s left\)"):
+        trainer.start({"name": "second-run", "epochs": 1})
+    assert trainer.status()["busy"] and trainer.status()["name"] == "long-run"
+    asked = False
+    for update in trainer.events(job):
+        if update.history and not asked:  # one epoch done: ask it to stop
+            asked = trainer.stop(job)
+            assert asked
+    last = update
+    assert last.done and last.error is None
+    assert len(last.history) < 40
+    assert last.checkpoint == "long-run" and "Stopped" in last.message
+    assert not trainer.status()["busy"] and trainer.stop(job) is False
+
+
+def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
+    trainer = service.TrainingManager()
+    monkeypatch.setenv("VAEDEMO_TRAINING", "off")
+    with pytest.raises(ValueError, match="turned off"):
+        trainer.start({"name": "x1", "epochs": 1})
+    monkeypatch.delenv("VAEDEMO_TRAINING")
+    monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
+    assert service.training_policy() == {"enabled": False, "on_space": True, "max_epochs": 5,
+                                         "max_train_items": 5000, "max_train_seconds": 300.0}
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    monkeypatch.setenv("VAEDEMO_MAX_EPOCHS", "3")
+    with pytest.raises(ValueError, match="at most 3 epochs"):
+        trainer.start({"name": "x2", "epochs": 4})
+    spec = service.build_run_spec({"name": "x3", "max_train": 9000, "epochs": "2"})
+    assert spec.max_train == 5000 and spec.train.max_seconds == 300 and spec.train.epochs == 2
+    for bad, words in [({"name": "x4", "dataset": "/etc"}, "Unknown dataset"), ({"name": "x5", "resume": True}, "Unknown"),
+                       ({"name": "tiny-ae"}, "already exists"), ({"name": "x6", "lr": float("nan")}, "Lr"),
+                       ({"name": "x7", "latent_dim": 10**6}, "Latent dim"), ({"name": "../x"}, "not a valid"),
+                       ({"name": "x8", "model": "gan"}, "Unknown model"), ({"name": "x9", "model": "ae", "beta": 2}, "beta")]:
+        with pytest.raises(ValueError, match=words):
+            trainer.start(bad)
+    with pytest.raises(ValueError, match="no training run"):
+        list(trainer.events("nope"))

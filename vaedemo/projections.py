@@ -1,0 +1,175 @@
+"""2-D maps of latent codes: exact PCA, and t-SNE with a neighbour-based way back and forth.
+
+Both follow scikit-learn's estimator shape: ``__init__`` stores parameters, ``fit`` learns and
+returns ``self``, learned attributes end in ``_``. numpy in, numpy out; no torch here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TSNE_PCA_DIMS = 50  # t-SNE runs on the top 50 principal components when codes are wider (van der Maaten 2014)
+FAR_FACTOR = 3.0  # a 2-D point is "far" beyond 3x the map's median nearest-neighbour spacing
+
+
+def _as_codes(codes: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes, dtype=np.float64)
+    if codes.ndim != 2 or len(codes) < 2 or codes.shape[1] < 1:
+        raise ValueError(f"Codes must be an (N, D) array with at least 2 rows, not shape {codes.shape}.")
+    if not np.isfinite(codes).all():
+        raise ValueError("The codes contain NaN or infinite values.")
+    return codes
+
+
+def _as_points(xy: np.ndarray, dim: int, what: str) -> np.ndarray:
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.ndim == 1:
+        xy = xy[None]
+    if xy.ndim != 2 or xy.shape[1] != dim:
+        raise ValueError(f"{what} must have {dim} columns, not shape {xy.shape}.")
+    if not np.isfinite(xy).all():
+        raise ValueError(f"{what} must be finite numbers.")
+    return xy
+
+
+def _nearest(points: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of ``points`` to each query by Euclidean distance: (M, k) indices and distances."""
+    k = min(k, len(points))
+    # |q - p|^2 = |q|^2 - 2 q.p + |p|^2: one matrix product finds the candidates for all queries ...
+    d2 = (queries**2).sum(1)[:, None] - 2.0 * queries @ points.T + (points**2).sum(1)[None, :]  # (M, N)
+    if k < len(points):
+        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    else:
+        idx = np.tile(np.arange(len(points)), (len(queries), 1))
+    # ... then the k distances are computed directly, as the expansion loses precision near 0.
+    dist = np.sqrt(((points[idx] - queries[:, None, :]) ** 2).sum(-1))  # (M, k)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+
+def _idw(values: np.ndarray, idx: np.ndarray, dist: np.ndarray, eps: float) -> np.ndarray:
+    """Inverse-distance-weighted average of ``values[idx]`` per query; an exact hit returns that value."""
+    w = 1.0 / np.maximum(dist, eps)  # (M, k)
+    w /= w.sum(1, keepdims=True)
+    return np.einsum("mk,mkd->md", w, values[idx])
+
+
+class PCAProjection:
+    """Principal components by SVD; ``inverse_transform`` maps map coordinates back to codes exactly."""
+
+    def __init__(self, n_components: int = 2):
+        self.n_components = n_components
+
+    def fit(self, codes: np.ndarray) -> "PCAProjection":
+        codes = _as_codes(codes)
+        self.mean_ = codes.mean(0)  # (D,)
+        _, s, vt = np.linalg.svd(codes - self.mean_, full_matrices=False)
+        k = self.n_components
+        comps = np.zeros((k, codes.shape[1]))
+        comps[: min(k, len(vt))] = vt[:k]  # a 1-D latent gets a zero second axis
+        # Fix each axis's sign (largest loading positive), as scikit-learn's svd_flip does, so refits agree.
+        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
+        signs[signs == 0] = 1.0
+        self.components_ = comps * signs[:, None]  # (k, D), orthonormal rows
+        var = s**2 / max(1, len(codes) - 1)
+        padded = np.zeros(k)
+        padded[: min(k, len(var))] = var[:k]
+        self.explained_variance_ = padded
+        self.explained_variance_ratio_ = padded / max(var.sum(), 1e-12)
+        return self
+
+    def transform(self, codes: np.ndarray) -> np.ndarray:
+        codes = _as_points(codes, len(self.mean_), "Codes")
+        return (codes - self.mean_) @ self.components_.T  # (N, k)
+
+    def inverse_transform(self, xy: np.ndarray) -> np.ndarray:
+        xy = _as_points(xy, self.n_components, "Map coordinates")
+        return self.mean_ + xy @ self.components_  # (N, D)
+
+    @classmethod
+    def from_arrays(cls, mean: np.ndarray, components: np.ndarray) -> "PCAProjection":
+        """Rebuild a fitted projection from saved ``mean_`` (D,) and ``components_`` (k, D)."""
+        proj = cls(n_components=len(components))
+        proj.mean_ = np.asarray(mean, dtype=np.float64)
+        proj.components_ = np.asarray(components, dtype=np.float64)
+        proj.explained_variance_ = proj.explained_variance_ratio_ = np.full(len(components), np.nan)
+        return proj
+
+
+class TSNEProjection:
+    """t-SNE (van der Maaten & Hinton 2008) of latent codes, with neighbour-based inverse and placement.
+
+    t-SNE has no mapping function, so ``inverse`` (map point → code) and ``place`` (code → map
+    point) interpolate from the k nearest fitted points, weighted by inverse distance.
+    """
+
+    def __init__(self, perplexity: float = 30.0, max_iter: int = 500, pca_dims: int = TSNE_PCA_DIMS,
+                 random_state: int = 0, k: int = 10):
+        self.perplexity = perplexity
+        self.max_iter = max_iter
+        self.pca_dims = pca_dims
+        self.random_state = random_state
+        self.k = k
+
+    def fit(self, codes: np.ndarray) -> "TSNEProjection":
+        from sklearn.manifold import TSNE  # imported late: only t-SNE maps need it
+
+        codes = _as_codes(codes)
+        features = codes
+        if codes.shape[1] > self.pca_dims:
+            # PCA first: faster neighbour search and less noise, as van der Maaten recommends.
+            features = PCAProjection(self.pca_dims).fit(codes).transform(codes)
+        perplexity = min(float(self.perplexity), (len(codes) - 1) / 3.0)  # sklearn needs perplexity < N
+        tsne = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity,
+                    max_iter=self.max_iter, random_state=self.random_state)
+        embedding = tsne.fit_transform(features.astype(np.float32))
+        return self._set(codes, embedding)
+
+    def fit_transform(self, codes: np.ndarray) -> np.ndarray:
+        return self.fit(codes).embedding_
+
+    @classmethod
+    def from_arrays(cls, codes: np.ndarray, embedding: np.ndarray, k: int = 10) -> "TSNEProjection":
+        """Rebuild a fitted projection from saved codes (N, D) and their 2-D embedding (N, 2)."""
+        return cls(k=k)._set(_as_codes(codes), _as_points(embedding, 2, "The embedding"))
+
+    def _set(self, codes: np.ndarray, embedding: np.ndarray) -> "TSNEProjection":
+        self.codes_ = codes  # (N, D)
+        self.embedding_ = np.asarray(embedding, dtype=np.float64)  # (N, 2)
+        # Median distance from each map point to its nearest other point: the map's typical spacing.
+        self.spacing_ = _median_nn_spacing(self.embedding_)
+        return self
+
+    def inverse(self, xy: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Codes (M, D) for map points (M, 2): inverse-distance-weighted mean of the k nearest points' codes."""
+        xy = _as_points(xy, 2, "Map coordinates")
+        idx, dist = _nearest(self.embedding_, xy, k or self.k)
+        return _idw(self.codes_, idx, dist, eps=1e-9 * max(self.spacing_, 1e-12))
+
+    def is_far(self, xy: np.ndarray) -> np.ndarray:
+        """(M,) True where the nearest map point is farther than FAR_FACTOR x the median spacing."""
+        return far_from_map(self.embedding_, xy, self.spacing_)
+
+    def place(self, code: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Map positions (M, 2) for new codes (M, D) or (D,): weighted mean of the k nearest codes' positions."""
+        code = _as_points(code, self.codes_.shape[1], "Codes")
+        idx, dist = _nearest(self.codes_, code, k or self.k)
+        return _idw(self.embedding_, idx, dist, eps=1e-9)
+
+
+def _median_nn_spacing(points: np.ndarray) -> float:
+    from scipy.spatial import cKDTree  # scipy comes with scikit-learn
+
+    if len(points) < 2:
+        return 0.0
+    dist, _ = cKDTree(points).query(points, k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def far_from_map(points: np.ndarray, xy: np.ndarray, spacing: float | None = None) -> np.ndarray:
+    """(M,) True where a query is farther from every map point than FAR_FACTOR x the median spacing."""
+    xy = _as_points(xy, 2, "Map coordinates")
+    points = np.asarray(points, dtype=np.float64)
+    spacing = _median_nn_spacing(points) if spacing is None else spacing
+    _, dist = _nearest(points, xy, 1)
+    return dist[:, 0] > FAR_FACTOR * spacing
