@@ -1,0 +1,142 @@
+"""Every endpoint through gradio_client against the launched app (uvicorn in a background thread)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _health_ok(client) -> None:
+    assert client.predict(api_name="/health")["status"] == "ok"
+
+
+def test_every_action_has_its_named_endpoint(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/reconstruct", "/sample", "/interpolate", "/traverse", "/latent_map", "/train", "/health"} <= set(api)
+    names = [p["parameter_name"] for p in api["/reconstruct"]["parameters"]]
+    assert names[:2] == ["image", "checkpoint"]
+    # private UI plumbing (sketch, clicks, tab refreshes) stays out of the API
+    assert not any(k in api for k in ("/reconstruct_sketch", "/map_point", "/refresh_checkpoint"))
+
+
+def test_reconstruct(client, digit_png):
+    out = client.predict(handle_file(str(digit_png)), "tiny-vae", "tiny-ae", api_name="/reconstruct")
+    inp, recon, cmp_img, err, samples, scores, code, neighbours = out
+    for path in (inp, recon, cmp_img["value"] if isinstance(cmp_img, dict) else cmp_img, err, samples):
+        img = Image.open(path)
+        assert img.format == "PNG" and img.width >= 224  # PNG, never lossy webp; enlarged crisply
+    assert "−ELBO" in scores and "tiny-ae" in scores
+    assert code["type"] == "plotly" and len(neighbours) == 5
+
+
+def test_reconstruct_refuses_bad_files_with_a_sentence(client, tmp_path, digit_png):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"plain text pretending to be a picture")
+    with pytest.raises(AppError, match="not an image we can read"):
+        client.predict(handle_file(str(junk)), "tiny-vae", "", api_name="/reconstruct")
+    with pytest.raises(AppError, match="not a valid checkpoint name"):
+        client.predict(handle_file(str(digit_png)), "../../etc/passwd", "", api_name="/reconstruct")
+    _health_ok(client)
+
+
+def test_sample_is_reproducible(client):
+    a = client.predict("tiny-vae", 9, 1.0, 11, "any", api_name="/sample")
+    b = client.predict("tiny-vae", 9, 1.0, 11, "any", api_name="/sample")
+    assert Image.open(a[0]).tobytes() == Image.open(b[0]).tobytes()
+    assert Image.open(a[1]["value"] if isinstance(a[1], dict) else a[1]).format == "PNG"
+    cvae = client.predict("tiny-cvae", 4, 0.5, 0, "3", api_name="/sample")
+    assert Image.open(cvae[0]).format == "PNG"
+    with pytest.raises(AppError, match="less than minimum value 0.1"):  # Gradio's own slider check
+        client.predict("tiny-vae", 4, 0, 0, "any", api_name="/sample")
+    with pytest.raises(AppError, match="seed must be a whole number"):
+        client.predict("tiny-vae", 4, 1.0, 2.5, "any", api_name="/sample")
+
+
+def test_interpolate_and_traverse(client, digit_png):
+    lerp, slerp, norms, gif = client.predict("tiny-vae", handle_file(str(digit_png)), None, 0, 5, 8,
+                                             api_name="/interpolate")
+    assert Image.open(lerp).size == Image.open(slerp).size
+    assert Image.open(gif["value"] if isinstance(gif, dict) else gif).format == "GIF"
+    assert "slerp" in norms["plot"]
+    grid, gif, text = client.predict("tiny-ae", None, 12, [1, 3], 5, 2.0, api_name="/traverse")
+    assert Image.open(grid).format == "PNG" and "z1, z3" in text
+
+
+def test_latent_map_returns_points_and_a_manifold_grid(client):
+    payload, manifold, note = client.predict("tiny-vae", "pca", 1000, api_name="/latent_map")
+    data = json.loads(payload)
+    assert len(data["x"]) == 1000 and set(data["label"]) <= set(range(10))
+    assert Image.open(manifold["value"] if isinstance(manifold, dict) else manifold).size == (420, 420)
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict("tiny-vae", "umap", 1000, api_name="/latent_map")
+
+
+def test_tsne_map_works_through_the_api(client):
+    payload, _, _ = client.predict("tiny-ae", "tsne", 500, api_name="/latent_map")
+    data = json.loads(payload)
+    assert data["method"] == "tsne" and len(data["x"]) == 500 and data["axis"][0].startswith("t-SNE")
+
+
+def test_train_streams_updates_and_the_model_can_be_used_at_once(client):
+    job = client.submit("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "api-run", api_name="/train")
+    first = next(job)  # the run has started
+    assert "api-run" in first[5]
+    # a second visitor is told the trainer is busy, and how far the run is
+    with pytest.raises(AppError, match=r"Training is busy: another run is going \(\d+% done"):
+        client.predict("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "second-run", api_name="/train")
+    updates = [first, *job]
+    assert len(updates) >= 3
+    final = updates[-1]
+    assert "api-run" in final[5] and "saved" in final[5]
+    assert final[1]["type"] == "plotly"  # the loss curves
+    # the new checkpoint works in every endpoint without a restart
+    grid = client.predict("api-run", 4, 1.0, 0, "any", api_name="/sample")[0]
+    assert Image.open(grid).format == "PNG"
+    with pytest.raises(AppError, match="already exists"):
+        client.predict("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "api-run", api_name="/train")
+
+
+def test_training_settings_are_checked(client):
+    with pytest.raises(AppError, match="greater than maximum value 3"):  # the slider's cap is the server's
+        client.predict("vae", "mnist-10k", 2, 1.0, 4, 64, 0.001, "too-long", api_name="/train")
+    with pytest.raises(AppError, match="not a valid checkpoint name"):
+        client.predict("vae", "mnist-10k", 2, 1.0, 1, 64, 0.001, "Bad Name!", api_name="/train")
+    with pytest.raises(AppError, match="Latent dim must be a whole number"):
+        client.predict("vae", "mnist-10k", 2.5, 1.0, 1, 64, 0.001, "zero-latent", api_name="/train")
+    _health_ok(client)
+
+
+def test_health_and_static_files(client, app_url):
+    h = client.predict(api_name="/health")
+    assert h["version"] and h["device"] == "cpu" and "training_enabled" in h
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        js = http.get("vaedemo-static/plotly.min.js")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"] and b"plotly" in js.content[:200]
+        sprite = http.get("vaedemo-static/digits.png")
+        assert sprite.status_code == 200
+        from io import BytesIO
+
+        assert Image.open(BytesIO(sprite.content)).size == (2800, 2800)
+        assert http.get("monitoring").status_code in (403, 404)
+        page = http.get("/").text
+        assert "cdn.plot.ly" not in page and "cdn.jsdelivr" not in page
+
+
+def test_uploads_over_the_limit_get_413(app_url, tmp_path):
+    from vaedemo.images import MAX_UPLOAD_BYTES
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1024))
+    with httpx.Client(base_url=app_url, timeout=60) as http, big.open("rb") as f:
+        r = http.post("gradio_api/upload", files={"files": ("big.png", f, "image/png")})
+    assert r.status_code == 413

@@ -1,0 +1,350 @@
+"""Handler tests for vaedemo/ui.py: called directly, without a server, on the tiny checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+def no_progress(*args, **kwargs):
+    return None
+
+
+@pytest.fixture(scope="module")
+def ui(app_env):
+    from vaedemo import ui as module
+
+    return module
+
+
+def _value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
+def _visible(update):
+    return update.get("visible") if isinstance(update, dict) else None
+
+
+def _is_skip(x) -> bool:
+    return isinstance(x, dict) and x.get("__type__") == "update" and len(x) == 1
+
+
+def _sketch(strokes: bool) -> dict:
+    """What gr.Sketchpad(type='numpy', image_mode='RGBA') sends: black strokes on a clear canvas."""
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    if strokes:
+        canvas[60:220, 130:150] = (0, 0, 0, 255)  # a "1"
+    return {"background": None, "layers": [canvas], "composite": canvas}
+
+
+# ---------------------------------------------------------------------------------- Reconstruct
+
+
+def test_reconstruct_shows_crisp_pngs_scores_and_comparison(ui, digit_png):
+    out = ui.reconstruct(str(digit_png), "tiny-vae", "tiny-ae")
+    assert len(out) == ui.N_REC_OUTPUTS
+    inp, recon, cmp, err, samples_col, samples, scores, code, neighbours, here = out
+    for img in (inp, recon, _value(cmp), err):
+        assert isinstance(img, Image.Image) and img.size == (28 * ui.DIGIT_SCALE,) * 2
+    # nearest-neighbour enlargement: every 8×8 block is one flat colour
+    block = np.asarray(recon)[:8, :8]
+    assert (block == block[0, 0]).all()
+    assert _visible(cmp) is True and "tiny-ae" in cmp["label"]
+    assert _visible(samples_col) is True and samples.width > samples.height
+    # one table, a column per model: the VAE has a -ELBO, the AE does not
+    assert "| Score | This model | Compared with |" in scores
+    assert "How typical" in scores and "an AE has no probability model" in scores
+    assert "**tiny-vae**" in scores and "**tiny-ae**" in scores
+    assert len(code.data) == 1 and len(code.data[0].y) == 2  # latent 2: two bars with ±σ
+    assert len(neighbours) == 5 and all(isinstance(c, str) for _, c in neighbours)
+    assert here.shape == (28, 28) and here.dtype == np.float32
+
+
+def test_reconstruct_with_an_ae_hides_the_samples(ui, digit_png):
+    out = ui.reconstruct(str(digit_png), "tiny-ae")
+    assert _visible(out[4]) is False and out[5] is None
+    assert _visible(out[2]) is False
+    assert "This model |" in out[6] and "Compared with" not in out[6]
+
+
+def test_reconstruct_a_cvae_names_the_label_it_used(ui, digit_png):
+    scores = ui.reconstruct(str(digit_png), "tiny-cvae")[6]
+    assert "Label given to the CVAE" in scores
+
+
+def test_sketch_strokes_are_reconstructed_and_a_blank_canvas_is_ignored(ui):
+    out = ui.reconstruct_sketch(_sketch(True), "tiny-vae", "")
+    assert isinstance(out[1], Image.Image)
+    assert out[-1][:, 12:16].sum() > out[-1][:, :6].sum()  # the stroke is a centred vertical bar
+    blank = ui.reconstruct_sketch(_sketch(False), "tiny-vae", "")
+    assert len(blank) == ui.N_REC_OUTPUTS and all(_is_skip(x) for x in blank)
+
+
+def test_examples_and_model_switch_reuse_the_last_input(ui):
+    out = ui.reconstruct_example("tiny-vae", "", gr.SelectData(None, {"index": 3, "value": None}))
+    here = out[-1]
+    assert here.shape == (28, 28)
+    again = ui.reconstruct_again(here, "tiny-ae", "")
+    assert np.array_equal(again[-1], here)
+    assert all(_is_skip(x) for x in ui.reconstruct_again(None, "tiny-ae", ""))
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda ui, p: ui.reconstruct(None, "tiny-vae"), "Upload an image"),
+    (lambda ui, p: ui.reconstruct(str(p), ""), "Choose a model"),
+    (lambda ui, p: ui.reconstruct(str(p), "../etc"), "not a valid checkpoint name"),
+    (lambda ui, p: ui.reconstruct(str(p), "x" * 10_000), "at most 64"),
+    (lambda ui, p: ui.reconstruct(str(p), "nope\x00"), "NUL"),
+    (lambda ui, p: ui.reconstruct(str(p), "no-such-model"), "no-such-model"),
+    (lambda ui, p: ui.sample("tiny-vae", float("nan"), 1.0, 0, "any"), "number of samples"),
+    (lambda ui, p: ui.sample("tiny-vae", 4, float("inf"), 0, "any"), "temperature"),
+    (lambda ui, p: ui.sample("tiny-vae", 4, 1.0, -1, "any"), "seed"),
+    (lambda ui, p: ui.sample("tiny-vae", 10**9, 1.0, 0, "any"), "number of samples"),
+    (lambda ui, p: ui.sample("tiny-cvae", 4, 1.0, 0, "11"), "digit"),
+    (lambda ui, p: ui.interpolate("tiny-vae", None, None, 1, 2, float("nan")), "steps"),
+    (lambda ui, p: ui.interpolate("tiny-vae", None, None, 1, None, 5), "end"),
+    (lambda ui, p: ui.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
+    (lambda ui, p: ui.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
+    (lambda ui, p: ui.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
+    (lambda ui, p: ui.latent_map("tiny-vae", "umap", 500, None, no_progress), "method"),
+    (lambda ui, p: ui.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
+])
+def test_bad_inputs_become_clear_gr_errors(ui, digit_png, call, words):
+    with pytest.raises(gr.Error) as info:
+        call(ui, digit_png)
+    assert words.lower() in str(info.value.message).lower()
+    assert "Traceback" not in str(info.value.message)
+
+
+def test_bad_files_become_clear_gr_errors(ui, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"these bytes are not a picture")
+    with pytest.raises(gr.Error, match="not an image we can read"):
+        ui.reconstruct(str(junk), "tiny-vae")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    with pytest.raises(gr.Error, match="blank"):
+        ui.reconstruct(str(blank), "tiny-vae")
+
+
+def test_unexpected_failures_do_not_leak_internals(ui, digit_png, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail /srv/path")
+
+    monkeypatch.setattr(ui.service, "reconstruct", boom)
+    with pytest.raises(gr.Error) as info:
+        ui.reconstruct(str(digit_png), "tiny-vae")
+    assert "Something went wrong" in info.value.message and "secret" not in info.value.message
+
+
+def test_digit_image_hands_the_path_through_and_reads_data_urls(ui, digit_png):
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    comp = ui.DigitImage(type="filepath", render=False)
+    assert comp.get_block_name() == "image"
+    assert comp.preprocess(ImageData(path=str(digit_png))) == str(digit_png)
+    raw = digit_png.read_bytes()
+    url = "data:image/png;base64," + base64.b64encode(raw).decode()
+    assert comp.preprocess(ImageData(url=url)) == raw
+    assert comp.preprocess(None) is None
+
+
+def test_error_map_is_red_for_extra_ink_and_blue_for_missing_ink(ui):
+    err = np.zeros((28, 28), np.float32)
+    err[0, 0], err[0, 1] = 1.0, -1.0
+    rgb = np.asarray(ui._error_image(err, scale=1))
+    assert tuple(rgb[0, 0]) == (255, 0, 0)
+    assert tuple(rgb[0, 1]) == (0, 0, 255)
+    assert tuple(rgb[5, 5]) == (255, 255, 255)
+
+
+# ---------------------------------------------------------------------------------- Latent map
+
+
+def test_latent_map_payload_has_points_star_and_manifold(ui):
+    here = ui.service.digit_input(7)
+    payload, manifold, note, key = ui.latent_map("tiny-vae", "pca", 500, here, no_progress)
+    data = json.loads(payload)
+    assert len(data["x"]) == len(data["y"]) == len(data["label"]) == len(data["index"]) == 500
+    assert data["here"] is not None and len(data["here"]) == 2
+    assert data["sprite"]["url"].endswith("digits.png") and data["axis"] == ["PC 1", "PC 2"]
+    assert _visible(manifold) is True and _value(manifold).size == (15 * 28, 15 * 28)
+    assert "tiny-vae" in note and "star marks the digit you gave" in note
+    assert key == {"checkpoint": "tiny-vae", "method": "pca", "n": 500, "here": ui._here_key(here)}
+
+    _, manifold_ae, _, _ = ui.latent_map("tiny-ae", "pca", 500, None, no_progress)
+    assert _visible(manifold_ae) is False  # an AE with latent 4 has no plane to tile
+
+
+def test_the_first_tsne_reports_progress_and_the_second_is_cached(ui):
+    calls = []
+
+    def progress(fraction, desc=None):
+        calls.append((fraction, desc))
+
+    payload, _, _, key = ui.latent_map("tiny-cvae", "tsne", 300, None, progress)
+    assert key["method"] == "tsne" and len(json.loads(payload)["x"]) == 300
+    assert any("t-SNE" in (desc or "") for _, desc in calls) and calls[-1][0] == 1.0
+    calls.clear()
+    ui.latent_map("tiny-cvae", "tsne", 300, None, progress)
+    assert calls == []  # cached per checkpoint: a second visit computes nothing
+
+
+def test_latent_map_auto_skips_when_the_map_is_up_to_date(ui):
+    first = ui.latent_map_auto("tiny-vae", "pca", 500, None, None, no_progress)
+    key = first[3]
+    again = ui.latent_map_auto("tiny-vae", "pca", 500, None, key, no_progress)
+    assert all(_is_skip(x) for x in again)
+
+
+def test_clicks_on_the_map_show_a_digit_or_decode_a_place(ui):
+    key = ui.latent_map("tiny-vae", "pca", 500, None, no_progress)[3]
+    orig, recon, text = ui.map_point(key, gr.EventData(None, {"index": 42, "label": 0, "x": 0, "y": 0}))
+    assert _value(orig).size == _value(recon).size == (168, 168)
+    assert "#42" in text
+    decoded, text = ui.map_space(key, gr.EventData(None, {"x": 0.0, "y": 0.0}))
+    assert _value(decoded).size == (168, 168) and "Decoded the place" in text
+    _, far_text = ui.map_space(key, gr.EventData(None, {"x": 1e6, "y": -1e6}))
+    assert "Far from the data" in far_text
+    with pytest.raises(gr.Error):
+        ui.map_point(key, gr.EventData(None, {"index": "1e9"}))
+    with pytest.raises(gr.Error):
+        ui.map_space(key, gr.EventData(None, {"x": "nan", "y": 0}))
+    with pytest.raises(gr.Error, match="Draw the map first"):
+        ui.map_point(None, gr.EventData(None, {"index": 1}))
+
+
+# ---------------------------------------------------------------------------------- Sample
+
+
+def test_sample_is_reproducible_and_offers_a_png(ui):
+    grid, download, note = ui.sample("tiny-vae", 16, 1.0, 5, "any")
+    again, download2, _ = ui.sample("tiny-vae", 16, 1.0, 5, "any")
+    assert np.array_equal(np.asarray(grid), np.asarray(again))
+    path = Path(_value(download))
+    assert path.suffix == ".png" and Image.open(path).format == "PNG"
+    assert "N(0" in note
+    _, _, ae_note = ui.sample("tiny-ae", 4, 1.0, 0, "any")
+    assert "Gaussian fitted" in ae_note
+
+
+def test_sample_controls_follow_the_model(ui):
+    digit, note, dims, kl = ui.sample_controls("tiny-cvae")
+    assert _visible(digit) is True
+    assert len(dims["choices"]) == 16 and len(dims["value"]) == 5
+    digit, _, dims, _ = ui.sample_controls("tiny-vae")
+    assert _visible(digit) is False and len(dims["choices"]) == 2
+    assert "nats" in dims["choices"][0][0]
+
+
+def test_interpolate_gives_two_paths_a_norm_plot_and_a_gif(ui, digit_png):
+    lerp, slerp, norms, gif = ui.interpolate("tiny-vae", str(digit_png), None, 0, 9, 6)
+    assert lerp.size == slerp.size and lerp.width > 5 * lerp.height
+    assert [t.name for t in norms.data] == ["linear (lerp)", "spherical (slerp)"]
+    assert Image.open(_value(gif)).format == "GIF"
+
+
+def test_traverse_gives_a_grid_and_a_gif(ui):
+    grid, gif, text = ui.traverse("tiny-cvae", None, 3, ["0", 2], 5, 2.0)
+    assert grid.height < grid.width and "z0, z2" in text
+    assert Image.open(_value(gif)).is_animated
+
+
+def test_projector_export_writes_tsv_and_sprite(ui):
+    files = ui.export_projector("tiny-ae", 100, no_progress)
+    names = sorted(Path(f).name for f in files)
+    assert names == ["metadata.tsv", "projector-tiny-ae.zip", "projector_config.json", "sprite.png", "tensors.tsv"]
+    tensors = Path(next(f for f in files if f.endswith("tensors.tsv"))).read_text().splitlines()
+    assert len(tensors) == 100 and len(tensors[0].split("\t")) == 4
+
+
+# ---------------------------------------------------------------------------------- lists, training, health
+
+
+def test_model_lists_pick_up_a_new_checkpoint(ui):
+    from vaedemo.checkpoints import save_checkpoint
+    from vaedemo.models import build_model
+
+    save_checkpoint(build_model("ae", latent_dim=2), "fresh-ae")
+    update = ui.refresh_checkpoint("tiny-vae")
+    assert "fresh-ae" in [name for _, name in update["choices"]] and update["value"] == "tiny-vae"
+    update = ui.refresh_checkpoint("deleted-model")
+    assert update["value"] == "tiny-vae"  # falls back to a VAE
+    compare = ui.refresh_compare("gone")
+    assert compare["value"] == "" and compare["choices"][0] == ui.NONE_CHOICE
+
+
+def test_an_empty_checkpoint_folder_gives_a_working_page(ui, monkeypatch, tmp_path, digit_png):
+    monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
+    ui.build_demo()
+    loaded = ui._on_page_load()
+    assert loaded[0]["choices"] == [] and "No trained models yet" in loaded[4 + 6]
+    assert "No models yet" in ui.latent_map_auto(None, "pca", 500, None, None, no_progress)[2]
+    assert all(_is_skip(x) for x in ui.sample_first_visit(None, 4, 1.0, 0, "any", None))
+    with pytest.raises(gr.Error, match="Choose a model"):
+        ui.reconstruct(str(digit_png), None)
+
+
+def test_progress_line_shows_epoch_eta_and_speed(ui):
+    u = ui.service.TrainUpdate("j", fraction=0.5, epoch=2, epochs=4, samples_per_s=1234.0, eta_s=75)
+    html = ui._progress_html(u)
+    assert "width:50.0%" in html and "Epoch 2 of 4" in html and "1 min 15 s left" in html and "1,234 samples/s" in html
+
+
+def test_training_off_removes_the_tab_controls_and_the_api(ui, monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "off")
+    demo = ui.build_demo()
+    names = [d.get("api_name") for d in demo.config["dependencies"]]
+    assert "train" not in names and "reconstruct" in names and "health" in names
+    texts = [b.get("props", {}).get("value") for b in demo.config["components"]]
+    assert any(isinstance(t, str) and "Training is turned off" in t for t in texts)
+    with pytest.raises(gr.Error, match="turned off"):
+        next(ui.train("vae", "mnist-10k", 2, 1.0, 1, 64, 0.001, "x"))
+
+
+def test_training_on_a_space_is_off_by_default(ui, monkeypatch):
+    monkeypatch.delenv("VAEDEMO_TRAINING", raising=False)
+    monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
+    names = [d.get("api_name") for d in ui.build_demo().config["dependencies"]]
+    assert "train" not in names
+
+
+def test_busy_trainer_is_reported(ui, monkeypatch):
+    monkeypatch.setattr(ui.service.TRAINER, "status",
+                        lambda: {"busy": True, "name": "other-run", "fraction": 0.4, "eta_s": 30.0})
+    assert "Busy" in ui.train_status() and "other-run" in ui.train_status() and "30 s" in ui.train_status()
+
+
+def test_health_is_cheap_and_complete(ui):
+    h = ui.health()
+    assert {"version", "device", "loaded_checkpoints", "training_enabled"} <= set(h)
+
+
+def test_server_address_honours_the_environment(ui, monkeypatch):
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    assert ui.server_address() == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8000")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert ui.server_address() == ("0.0.0.0", 8000)
+    monkeypatch.setenv("PORT", "9000")
+    assert ui.server_address() == ("0.0.0.0", 9000)
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(SystemExit, match="port must be a number"):
+        ui.server_address()
+
+
+def test_the_ui_layer_does_not_import_torch():
+    source = (Path(__file__).resolve().parents[1] / "vaedemo" / "ui.py").read_text()
+    assert "import torch" not in source and "from torch" not in source
