@@ -297,7 +297,7 @@ def test_an_empty_checkpoint_folder_gives_a_working_page(ui, monkeypatch, tmp_pa
 
 
 def test_progress_line_shows_epoch_eta_and_speed(ui):
-    u = ui.service.TrainUpdate("j", fraction=0.5, epoch=2, epochs=4, samples_per_s=1234.0, eta_s=75)
+    u = ui.jobs.TrainUpdate("j", fraction=0.5, epoch=2, epochs=4, samples_per_s=1234.0, eta_s=75)
     html = ui._progress_html(u)
     assert "width:50.0%" in html and "Epoch 2 of 4" in html and "1 min 15 s left" in html and "1,234 samples/s" in html
 
@@ -321,7 +321,7 @@ def test_training_on_a_space_is_off_by_default(ui, monkeypatch):
 
 
 def test_busy_trainer_is_reported(ui, monkeypatch):
-    monkeypatch.setattr(ui.service.TRAINER, "status",
+    monkeypatch.setattr(ui.jobs.TRAINER, "status",
                         lambda: {"busy": True, "name": "other-run", "fraction": 0.4, "eta_s": 30.0})
     assert "Busy" in ui.train_status() and "other-run" in ui.train_status() and "30 s" in ui.train_status()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +67,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VAEDEMO_DATA_DIR") or Path.home() / ".cache" / "vaedemo")
 
 
+@lru_cache(maxsize=1)
 def bundled_digits() -> tuple[np.ndarray, np.ndarray]:
-    """All 10,000 bundled MNIST digits: (uint8 (N, 28, 28), int64 (N,))."""
+    """All 10,000 bundled MNIST digits: (uint8 (N, 28, 28), int64 (N,)), read once and shared read-only."""
     with np.load(BUNDLED) as f:
-        return f["x"], f["y"].astype(np.int64)
+        x, y = f["x"], f["y"].astype(np.int64)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 def split(x: np.ndarray, y: np.ndarray, val_fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED):

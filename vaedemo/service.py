@@ -7,31 +7,28 @@ latent maps and per-checkpoint statistics are read-only caches shared by every r
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import logging
 import math
-import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from . import __version__
 from .checkpoints import CONFIG, WEIGHTS, load_folder, resolve, scan_checkpoints, validate_name, write_bytes_atomic
-from .data import DATASETS, bundled_digits, load_dataset, to_unit_float
+from .data import bundled_digits, load_dataset
 from .device import pick_device
 from .images import preprocess_image
-from .models import REGISTRY, LatentModel, bernoulli_nll, gaussian_kl, validate_config
+from .models import LatentModel, bernoulli_nll, gaussian_kl
 from .projections import PCAProjection, TSNEProjection, _median_nn_spacing, far_from_map
 
 log = logging.getLogger(__name__)
@@ -863,305 +860,9 @@ def health() -> dict:
         device = str(pick_device())
     except ValueError as e:
         device = f"unavailable ({e})"
+    from .jobs import TRAINER, training_policy  # jobs builds on this module
+
     policy = training_policy()
     return {"status": "ok", "version": __version__, "device": device, "torch": torch.__version__,
             "cuda": torch.cuda.is_available(), "loaded_checkpoints": STORE.loaded(),
             "training_enabled": policy["enabled"], "training_busy": TRAINER.status()["busy"]}
-
-
-# ---------------------------------------------------------------------------------- training
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("on", "1", "true", "yes"):
-        return True
-    if value in ("off", "0", "false", "no"):
-        return False
-    return default
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if math.isfinite(value) and value >= 0 else default
-
-
-def training_policy() -> dict:
-    """What this server allows, read from the environment on every call.
-
-    ``VAEDEMO_TRAINING`` on|off (default off on a Hugging Face Space, i.e. when ``SPACE_ID`` is
-    set); caps ``VAEDEMO_MAX_EPOCHS`` (50; 5 on a Space), ``VAEDEMO_MAX_TRAIN_ITEMS`` (0 = no
-    cap; 5000 on a Space), ``VAEDEMO_MAX_TRAIN_SECONDS`` (0 = none; 300 on a Space).
-    """
-    on_space = bool(os.environ.get("SPACE_ID"))
-    return {
-        "enabled": _env_flag("VAEDEMO_TRAINING", default=not on_space),
-        "on_space": on_space,
-        "max_epochs": max(1, int(_env_number("VAEDEMO_MAX_EPOCHS", 5 if on_space else 50))),
-        "max_train_items": int(_env_number("VAEDEMO_MAX_TRAIN_ITEMS", 5000 if on_space else 0)),
-        "max_train_seconds": float(_env_number("VAEDEMO_MAX_TRAIN_SECONDS", 300 if on_space else 0)),
-    }
-
-
-@dataclass
-class TrainUpdate:
-    job_id: str
-    fraction: float = 0.0  # of the whole run, 0..1
-    epoch: int = 0
-    epochs: int = 0
-    samples_per_s: float = 0.0
-    eta_s: float = 0.0
-    history: list[dict] = field(default_factory=list)  # one EpochStats dict per finished epoch
-    preview_recon: np.ndarray | None = None  # (8, 28, 28) reconstructions of preview_originals
-    preview_originals: np.ndarray | None = None  # (8, 28, 28) fixed validation digits
-    prior_samples: np.ndarray | None = None  # (8, 28, 28) decodes of 8 fixed prior draws
-    map_coords: np.ndarray | None = None  # (n, 2) validation codes on the PCA basis fitted after epoch 1
-    map_labels: np.ndarray | None = None  # (n,)
-    message: str = ""
-    done: bool = False
-    error: str | None = None
-    checkpoint: str | None = None  # set once the run is saved
-    seq: int = 0  # increases with every update
-
-
-# setting → (lowest, highest) accepted from the web; a missing or None value keeps the default
-_RUN_FIELDS = {"latent_dim": (1, 1024), "hidden_dim": (1, 4096), "max_train": (1, 10_000_000), "iwae_k": (0, 1000)}
-_INT_FIELDS = {"epochs": (1, 100_000), "batch_size": (1, 4096), "seed": (0, 2**31 - 1), "shift": (0, 8),
-               "patience": (0, 100_000)}
-_FLOAT_FIELDS = {"lr": (1e-6, 1.0), "kl_warmup_epochs": (0.0, 100_000.0), "weight_decay": (0.0, 1.0),
-                 "max_seconds": (0.0, 1e7)}
-_FLOAT_RUN_FIELDS = {"beta": (0.0, 1000.0)}
-_OTHER_FIELDS = {"name", "model", "dataset", "binarize", "schedule"}
-PREVIEW_COUNT = 8
-LIVE_MAP_SIZE = 1000
-
-
-def _nice(key: str) -> str:
-    return key.replace("_", " ").capitalize()
-
-
-def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
-    """Check a training request from the web and turn it into a ``RunSpec``, applying the server's caps."""
-    from .runs import RunSpec
-    from .training import TrainConfig
-
-    policy = policy or training_policy()
-    if not isinstance(spec_kwargs, dict):
-        raise ValueError("The training settings must be a dictionary of values.")
-    known = set(_RUN_FIELDS) | set(_INT_FIELDS) | set(_FLOAT_FIELDS) | set(_FLOAT_RUN_FIELDS) | _OTHER_FIELDS
-    unknown = sorted(set(spec_kwargs) - known)
-    if unknown:
-        raise ValueError(f"Unknown training setting(s): {', '.join(map(str, unknown))}.")
-    kw = {k: v for k, v in spec_kwargs.items() if v is not None and not (isinstance(v, str) and not v.strip())}
-    name = validate_name(kw.get("name"))
-    if resolve(name).exists():
-        raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
-    kind = kw.get("model", "vae")
-    if kind not in REGISTRY:
-        raise ValueError(f"Unknown model {kind!r}; choose one of: {', '.join(REGISTRY)}.")
-    dataset = kw.get("dataset", "mnist-10k")
-    if dataset not in DATASETS:  # never a server path from a web form
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}.")
-    run_kw = {k: _whole(kw[k], _nice(k), *r) for k, r in _RUN_FIELDS.items() if k in kw}
-    run_kw.update({k: _number(kw[k], _nice(k), *r) for k, r in _FLOAT_RUN_FIELDS.items() if k in kw})
-    train_kw = {k: _whole(kw[k], _nice(k), *r) for k, r in _INT_FIELDS.items() if k in kw}
-    train_kw.update({k: _number(kw[k], _nice(k), *r) for k, r in _FLOAT_FIELDS.items() if k in kw})
-    if "binarize" in kw:
-        if not isinstance(kw["binarize"], (bool, np.bool_)):
-            raise ValueError(f"Binarize must be true or false, not {kw['binarize']!r}.")
-        train_kw["binarize"] = bool(kw["binarize"])
-    if "schedule" in kw:
-        train_kw["schedule"] = kw["schedule"]
-
-    cap = policy["max_epochs"]
-    train_kw.setdefault("epochs", min(TrainConfig.epochs, cap))
-    if train_kw["epochs"] > cap:
-        raise ValueError(f"This server trains for at most {cap} epochs; choose {cap} or fewer.")
-    if policy["max_train_items"]:
-        run_kw["max_train"] = min(run_kw.get("max_train") or policy["max_train_items"], policy["max_train_items"])
-    if policy["max_train_seconds"]:
-        requested = train_kw.get("max_seconds") or policy["max_train_seconds"]
-        train_kw["max_seconds"] = min(requested, policy["max_train_seconds"])
-    if kind == "ae" and run_kw.get("beta") not in (None, 0):
-        raise ValueError("A plain autoencoder has no KL term, so beta does not apply; pick a VAE.")
-    config = TrainConfig(**train_kw).validate()
-    # Check the model's sizes now (cheap: no weights are built) rather than in the background thread.
-    sizes = {k: run_kw[k] for k in ("latent_dim", "hidden_dim", "beta") if run_kw.get(k) is not None}
-    if kind == "ae":
-        sizes.pop("beta", None)
-    validate_config(REGISTRY[kind].config_cls(**sizes))
-    return RunSpec(name=name, model=kind, dataset=dataset, train=config, command="vaedemo app", **run_kw)
-
-
-@dataclass(eq=False)
-class _Job:
-    id: str
-    spec: Any  # RunSpec
-    stop: threading.Event = field(default_factory=threading.Event)
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    latest: TrainUpdate | None = None
-    started: float = field(default_factory=time.time)
-    basis: PCAProjection | None = None  # the live map's axes, fitted after epoch 1 and then kept
-
-    @property
-    def done(self) -> bool:
-        return self.latest is not None and self.latest.done
-
-    def publish(self, **changes: Any) -> None:
-        with self.cond:
-            self.latest = dataclasses.replace(self.latest, seq=self.latest.seq + 1, **changes)
-            self.cond.notify_all()
-
-
-class TrainingManager:
-    """Runs one training job at a time per process, in a background thread, on its own fresh model."""
-
-    def __init__(self, keep_jobs: int = 8):
-        self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._active: _Job | None = None
-        self._keep = keep_jobs
-
-    def start(self, spec_kwargs: dict) -> str:
-        """Start a run and return its job id; ValueError when training is off, busy, or a setting is bad."""
-        policy = training_policy()
-        if not policy["enabled"]:
-            raise ValueError("Training is turned off on this server; train on your own machine with "
-                             "`python -m vaedemo train` and copy the checkpoint folder here.")
-        spec = build_run_spec(spec_kwargs, policy)
-        with self._lock:
-            self._raise_if_busy()
-            job = _Job(id=uuid.uuid4().hex[:12], spec=spec)
-            job.latest = TrainUpdate(job.id, epochs=spec.train.epochs, message="Starting…")
-            self._active = job
-            self._jobs[job.id] = job
-            while len(self._jobs) > self._keep:
-                oldest = next(iter(self._jobs))
-                if self._jobs[oldest] is self._active:
-                    break
-                self._jobs.pop(oldest)
-        threading.Thread(target=self._work, args=(job,), name=f"vaedemo-train-{job.id}", daemon=True).start()
-        return job.id
-
-    def _raise_if_busy(self) -> None:
-        job = self._active
-        if job is None or job.done:
-            return
-        u = job.latest
-        raise ValueError(f"Training is busy: another run is going ({100 * u.fraction:.0f}% done, "
-                         f"about {max(0, round(u.eta_s))} s left).")
-
-    def _job(self, job_id: Any) -> _Job:
-        with self._lock:
-            job = self._jobs.get(job_id) if isinstance(job_id, str) else None
-        if job is None:
-            raise ValueError("There is no training run with that id (it may have finished long ago, "
-                             "or the server restarted).")
-        return job
-
-    def events(self, job_id: str, heartbeat_s: float = 1.0) -> Iterator[TrainUpdate]:
-        """Yield the run's updates as they come (the latest one when several arrive at once), ending with done."""
-        job = self._job(job_id)
-        seen = -1
-        while True:
-            with job.cond:
-                job.cond.wait_for(lambda: job.latest.seq != seen, timeout=heartbeat_s)
-                update = job.latest
-            if update.seq != seen:
-                seen = update.seq
-                yield update
-            if update.done:
-                return
-
-    def stop(self, job_id: str) -> bool:
-        """Ask a run to stop after its current batch; the best finished epoch is still saved."""
-        job = self._job(job_id)
-        if job.done:
-            return False
-        job.stop.set()
-        return True
-
-    def status(self) -> dict:
-        with self._lock:
-            job = self._active
-        if job is None or job.done:
-            return {"busy": False, "job_id": None, "name": None, "fraction": 0.0, "eta_s": 0.0, "message": ""}
-        u = job.latest
-        return {"busy": True, "job_id": job.id, "name": job.spec.name, "fraction": u.fraction,
-                "eta_s": u.eta_s, "message": u.message}
-
-    # -- the background thread
-
-    def _work(self, job: _Job) -> None:
-        from .runs import run
-
-        try:
-            data = load_dataset(job.spec.dataset)
-            job.publish(message=f"Training on {min(len(data.x_train), job.spec.max_train or 10**12):,} digits…")
-            outcome = run(job.spec, data=data, progress=lambda p: self._progress(job, data, p), stop=job.stop)
-            if outcome.saved:
-                result = outcome.result
-                how = {"stop": "Stopped on request", "time": "Reached the time limit",
-                       "early": "Stopped early (no improvement)"}.get(result.stopped, "Finished")
-                job.publish(done=True, checkpoint=outcome.name, fraction=1.0 if not result.stopped else job.latest.fraction,
-                            eta_s=0.0, message=f"{how} after {result.epochs_done} epochs; saved the best epoch "
-                            f"({result.best_epoch}) as {outcome.name!r}.")
-            else:
-                job.publish(done=True, eta_s=0.0, message="Stopped before the first epoch finished; nothing was saved.")
-        except ValueError as e:
-            job.publish(done=True, error=str(e), message=str(e))
-        except Exception as e:  # the thread must always finish the job, whatever went wrong
-            log.exception("training run %s failed", job.id)
-            text = f"Training failed unexpectedly ({type(e).__name__}: {e})."
-            job.publish(done=True, error=text, message=text)
-        finally:
-            with self._lock:
-                if self._active is job:
-                    self._active = None
-
-    def _progress(self, job: _Job, data: Any, p: Any) -> None:
-        changes: dict[str, Any] = dict(fraction=p.fraction, epoch=p.epoch, epochs=p.epochs,
-                                       samples_per_s=p.samples_per_s, eta_s=p.eta_s,
-                                       message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}")
-        if p.stats is not None:
-            changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
-            changes["message"] = (f"Epoch {p.epoch} of {p.epochs} done: validation loss "
-                                  f"{p.stats.val_loss:.1f} nats")
-            if p.model is not None:
-                changes.update(self._previews(job, p.model, data))
-        if job.stop.is_set():
-            changes["message"] = "Stopping…"
-        job.publish(**changes)
-
-    @staticmethod
-    def _previews(job: _Job, model: LatentModel, data: Any) -> dict:
-        """Reconstructions, prior samples and the live map, from the model being trained (eval mode, no grad)."""
-        was_training = model.training
-        model.eval()
-        try:
-            x_val = data.x_val[:LIVE_MAP_SIZE].astype(np.float32) / 255.0
-            y_val = data.y_val[:LIVE_MAP_SIZE]
-            originals = x_val[:PREVIEW_COUNT]
-            codes, _ = _encode(model, x_val, y_val)
-            recon = _decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
-            eps = _normal((PREVIEW_COUNT, model.latent_dim), seed=0).astype(np.float64)
-            if model.variational:
-                z = eps
-            else:
-                cov = np.atleast_2d(np.cov(codes.astype(np.float64), rowvar=False)) + 1e-6 * np.eye(model.latent_dim)
-                z = codes.mean(0) + eps @ np.linalg.cholesky(cov).T
-            labels = np.arange(PREVIEW_COUNT) % getattr(model.config, "num_classes", 10)
-            prior = _decode(model, z, labels)
-            if job.basis is None:
-                job.basis = PCAProjection(2).fit(codes)
-            coords = job.basis.transform(codes).astype(np.float32)
-        finally:
-            model.train(was_training)
-        return {"preview_recon": recon, "preview_originals": originals, "prior_samples": prior,
-                "map_coords": coords, "map_labels": np.asarray(y_val)}
-
-
-TRAINER = TrainingManager()

@@ -32,7 +32,7 @@ import plotly  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from . import __version__, exports, plots, service  # noqa: E402
+from . import __version__, exports, jobs, plots, service  # noqa: E402
 from .data import DATASETS, bundled_digits  # noqa: E402
 from .images import MAX_UPLOAD_BYTES, to_pil  # noqa: E402
 
@@ -562,7 +562,7 @@ def _endpoint_from_here(here):
 # ---------------------------------------------------------------------------------- Train
 
 
-def _progress_html(u: service.TrainUpdate | None, text: str = "") -> str:
+def _progress_html(u: jobs.TrainUpdate | None, text: str = "") -> str:
     if u is None:
         return f"<div class='vd-progress-text'>{text or 'Not started.'}</div>"
     pct = max(0.0, min(1.0, u.fraction)) * 100
@@ -585,7 +585,7 @@ def _auto_name(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _train_view(u: service.TrainUpdate) -> tuple:
+def _train_view(u: jobs.TrainUpdate) -> tuple:
     loss = plots.loss_curves(u.history) if u.history else gr.skip()
     recon = (exports.image_grid(np.stack([u.preview_originals, u.preview_recon]), scale=3, pad=2)
              if u.preview_recon is not None else gr.skip())
@@ -605,18 +605,18 @@ def _train_view(u: service.TrainUpdate) -> tuple:
 def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, batch_size=128,
           lr=0.001, name=""):
     """/train (streaming): start a run and yield progress, loss curves, previews and the live map."""
-    policy = service.training_policy()
+    policy = jobs.training_policy()
     if not policy["enabled"]:
         raise ValueError("Training is turned off on this server.")
     spec = {"model": model, "dataset": dataset, "latent_dim": latent_dim,
             "beta": None if model == "ae" else beta, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "name": (name or "").strip() or _auto_name(str(model))}
-    job = service.TRAINER.start(spec)
+    job = jobs.TRAINER.start(spec)
     yield (_progress_html(None, "Starting…"), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
            f"Training **{spec['name']}**…", job)
     finished = False
     try:
-        for u in service.TRAINER.events(job):
+        for u in jobs.TRAINER.events(job):
             if u.done:
                 finished = True
                 yield (*_train_view(u), None)
@@ -625,7 +625,7 @@ def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, ba
     finally:
         if not finished:  # the browser went away: free the server for someone else
             try:
-                service.TRAINER.stop(job)
+                jobs.TRAINER.stop(job)
             except ValueError:
                 pass
 
@@ -639,14 +639,14 @@ def refresh_all(rec, cmp, map_, smp) -> tuple:
 def stop_training(job):
     if not job:
         return "Nothing to stop: no run of yours is going."
-    stopped = service.TRAINER.stop(job)
+    stopped = jobs.TRAINER.stop(job)
     if not stopped:
         return "The run has already ended."
     return "Stopping after the current batch; the best finished epoch is saved."
 
 
 def train_status():
-    s = service.TRAINER.status()
+    s = jobs.TRAINER.status()
     if not s["busy"]:
         return "No training run is going: you can start one."
     return (f"**Busy:** the trainer is working on **{s['name']}** ({100 * s['fraction']:.0f}% done, about "
@@ -727,7 +727,7 @@ def _strip_image(caption, elem_id=None, **kw):
 def build_demo() -> gr.Blocks:
     """The Blocks UI (no server); ``build_app`` mounts it."""
     choices = _choices()
-    policy = service.training_policy()
+    policy = jobs.training_policy()
     private = {"api_visibility": "private"}
 
     with gr.Blocks(title="vaedemo: autoencoders and VAEs on MNIST", analytics_enabled=False,

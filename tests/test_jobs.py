@@ -1,0 +1,79 @@
+"""Training runs for the app: progress, busy and stop, the on/off policy and its caps."""
+
+import pytest
+
+from vaedemo import jobs, service
+
+from _tiny import tiny_dir  # noqa: F401  (tiny_dir is a fixture)
+
+pytestmark = pytest.mark.usefixtures("tiny_dir")
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def _collect(trainer, job_id):
+    return list(trainer.events(job_id))
+
+
+def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = jobs.TrainingManager()
+    job = trainer.start({"name": "fresh-ae", "model": "ae", "latent_dim": 3, "epochs": 1, "max_train": 300,
+                         "batch_size": 100, "iwae_k": 0})
+    updates = _collect(trainer, job)
+    last = updates[-1]
+    assert last.done and last.error is None and last.checkpoint == "fresh-ae"
+    assert max(u.fraction for u in updates) == 1.0
+    assert [u.seq for u in updates] == sorted(u.seq for u in updates)
+    assert len(last.history) == 1 and last.history[0]["epoch"] == 1
+    assert last.preview_recon.shape == last.preview_originals.shape == last.prior_samples.shape == (8, 28, 28)
+    assert last.map_coords.shape == (len(last.map_labels), 2)
+    assert "fresh-ae" in [name for _, name in service.checkpoint_choices()]
+    assert service.STORE.get("fresh-ae").latent_dim == 3
+    assert not trainer.status()["busy"]
+
+
+def test_training_is_busy_while_a_run_goes_and_stop_ends_it_early(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = jobs.TrainingManager()
+    job = trainer.start({"name": "long-run", "model": "vae", "latent_dim": 2, "epochs": 40, "max_train": 600,
+                         "iwae_k": 0})
+    with pytest.raises(ValueError, match=r"Training is busy: another run is going \(\d+% done, about \d+ s left\)"):
+        trainer.start({"name": "second-run", "epochs": 1})
+    assert trainer.status()["busy"] and trainer.status()["name"] == "long-run"
+    asked = False
+    for update in trainer.events(job):
+        if update.history and not asked:  # one epoch done: ask it to stop
+            asked = trainer.stop(job)
+            assert asked
+    last = update
+    assert last.done and last.error is None
+    assert len(last.history) < 40
+    assert last.checkpoint == "long-run" and "Stopped" in last.message
+    assert not trainer.status()["busy"] and trainer.stop(job) is False
+
+
+def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
+    trainer = jobs.TrainingManager()
+    monkeypatch.setenv("VAEDEMO_TRAINING", "off")
+    with pytest.raises(ValueError, match="turned off"):
+        trainer.start({"name": "x1", "epochs": 1})
+    monkeypatch.delenv("VAEDEMO_TRAINING")
+    monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
+    assert jobs.training_policy() == {"enabled": False, "on_space": True, "max_epochs": 5,
+                                         "max_train_items": 5000, "max_train_seconds": 300.0}
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    monkeypatch.setenv("VAEDEMO_MAX_EPOCHS", "3")
+    with pytest.raises(ValueError, match="at most 3 epochs"):
+        trainer.start({"name": "x2", "epochs": 4})
+    spec = jobs.build_run_spec({"name": "x3", "max_train": 9000, "epochs": "2"})
+    assert spec.max_train == 5000 and spec.train.max_seconds == 300 and spec.train.epochs == 2
+    for bad, words in [({"name": "x4", "dataset": "/etc"}, "Unknown dataset"), ({"name": "x5", "resume": True}, "Unknown"),
+                       ({"name": "tiny-ae"}, "already exists"), ({"name": "x6", "lr": float("nan")}, "Lr"),
+                       ({"name": "x7", "latent_dim": 10**6}, "Latent dim"), ({"name": "../x"}, "not a valid"),
+                       ({"name": "x8", "model": "gan"}, "Unknown model"), ({"name": "x9", "model": "ae", "beta": 2}, "beta")]:
+        with pytest.raises(ValueError, match=words):
+            trainer.start(bad)
+    with pytest.raises(ValueError, match="no training run"):
+        list(trainer.events("nope"))
