@@ -54,6 +54,7 @@ class TrainConfig:
     shift: int = 0  # random translations of up to ±shift pixels, as augmentation
     binarize: bool = False  # train on stochastically binarized pixels (Salakhutdinov & Murray 2008)
     schedule: str = "constant"  # "constant" or "cosine" learning rate
+    schedule_epochs: int = 0  # epochs the cosine spans, counted from epoch 1 (0: this call's epochs); for chunked runs
     weight_decay: float = 0.0
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
@@ -201,8 +202,10 @@ def train(
     resume_state: dict[str, torch.Tensor] | None = None,
     start_epoch: int = 0,
     report_every: int = 10,
+    keep_best: bool = True,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` and return its history; the best-validation weights are kept.
+    """Train ``model`` on ``data`` and return its history; the best-validation weights are kept
+    (the last ones with ``keep_best=False``).
 
     ``start_epoch`` and ``resume_state`` (Adam's tensors from a checkpoint) continue a run;
     ``config.epochs`` counts the epochs to run now. ``stop`` is polled every batch.
@@ -252,7 +255,8 @@ def train(
         warm = config.kl_warmup_epochs
         beta = model.beta * (min(1.0, (epoch - 1) / warm) if warm > 0 else 1.0)
         if config.schedule == "cosine":
-            lr = 0.5 * config.lr * (1 + math.cos(math.pi * local_epoch / config.epochs))
+            position = (epoch - 1) / config.schedule_epochs if config.schedule_epochs else local_epoch / config.epochs
+            lr = 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, position)))
             for group in opt.param_groups:
                 group["lr"] = lr
         lr = opt.param_groups[0]["lr"]
@@ -308,7 +312,7 @@ def train(
             result.stopped = "time"
             break
 
-    if best[1] is not None:
+    if keep_best and best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
     result.optimizer_state, result.optimizer_meta = _optimizer_to_tensors(opt)

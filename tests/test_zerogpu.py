@@ -1,0 +1,80 @@
+"""ZeroGPU: spaces.GPU wraps the computing handlers only on a Space; chunked training matches one run."""
+
+import importlib.machinery
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaedemo import zerogpu
+from vaedemo.data import mnist10k
+from vaedemo.models import build_model
+from vaedemo.training import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fake_spaces(monkeypatch):
+    """A stand-in for the `spaces` package that records each GPU request's duration."""
+    calls = []
+    mod = types.ModuleType("spaces")
+    mod.__spec__ = importlib.machinery.ModuleSpec("spaces", None)
+
+    def GPU(duration=60):
+        def deco(fn):
+            def wrapped(*args, **kwargs):
+                calls.append((fn.__name__, duration))
+                return fn(*args, **kwargs)
+
+            return wrapped
+
+        return deco
+
+    mod.GPU = GPU
+    monkeypatch.setitem(sys.modules, "spaces", mod)
+    monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
+    return calls
+
+
+def test_without_spaces_nothing_is_wrapped(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+
+    def f():
+        return 1
+
+    assert zerogpu.gpu("reconstruct")(f) is f
+    assert not zerogpu.on_zerogpu()
+
+
+def test_on_zerogpu_handlers_ask_for_their_duration(fake_spaces):
+    assert zerogpu.on_zerogpu()
+    wrapped = zerogpu.gpu("latent_map")(lambda: 42)
+    assert wrapped() == 42 and fake_spaces == [("<lambda>", zerogpu.DURATIONS["latent_map"])]
+
+
+def test_chunked_training_matches_one_run_and_returns_cpu_weights(fake_spaces):
+    data = mnist10k().limit(600)
+    config = TrainConfig(epochs=4, batch_size=128, seed=1, device="cpu")
+    torch.manual_seed(0)
+    straight = train(build_model("vae", latent_dim=4), data, config, keep_best=False)
+    torch.manual_seed(0)
+    chunked = zerogpu.train_in_chunks(build_model("vae", latent_dim=4), data, config, chunk_epochs=2)
+    assert [name for name, _ in fake_spaces] == ["_train_chunk", "_train_chunk"]
+    assert [h.epoch for h in chunked.history] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h.val_loss for h in chunked.history], [h.val_loss for h in straight.history],
+                               rtol=1e-5)
+    for (k, a), b in zip(chunked.model.state_dict().items(), straight.model.state_dict().values()):
+        assert a.device.type == "cpu"
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_importing_the_app_does_not_initialise_cuda():
+    code = "import torch, vaedemo.ui, vaedemo.jobs, vaedemo.zerogpu; print(torch.cuda.is_initialized())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
