@@ -1,0 +1,64 @@
+"""`make bench`: run every benchmark and write BENCHMARKS.md (figures as ratios against anchors in the same run)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def run_all(quick: bool) -> dict:
+    from vaedemo import load_model
+
+    from . import latency, maps, train_throughput
+
+    results = {"machine": machine(), "quick": quick}
+    results["training"] = train_throughput.run(quick=quick)
+    os.environ.setdefault("VAEDEMO_DEVICE", "cpu")
+    results["maps"] = maps.run(load_model("vae-mnist"), quick=quick)
+    with tempfile.TemporaryDirectory() as tmp:
+        results["latency"] = latency.run(repeats=3 if quick else 50, tmpdir=tmp, memory_requests=8 if quick else 200)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks")
+    p.add_argument("--quick", action="store_true", help="one short iteration of each, to check they run")
+    p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    p.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = p.parse_args()
+    results = run_all(args.quick)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if not args.no_write:
+        from .report import render
+
+        OUT.write_text(render(results))
+        print(f"wrote {OUT}")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
