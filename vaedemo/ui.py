@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,52 @@ def _no_stub_file():
         component_meta.create_or_modify_pyi = original
 
 
+def _png_in_cache(value: Any, cache_dir: str) -> Any:
+    """A PIL picture → the path of a PNG copy in Gradio's cache, written under a temporary name and renamed
+    into place; anything else is returned as it is.
+
+    Gradio's own save_pil_to_cache rewrites its content-addressed file in place, so when two users get the
+    same picture at the same moment (the same seed, the same manifold, a popular neighbour) one of them
+    could be served a half-written file. Found by the 20-user load test.
+    """
+    if not isinstance(value, Image.Image):
+        return value
+    buf = io.BytesIO()
+    value.save(buf, format="PNG")
+    data = buf.getvalue()
+    path = Path(cache_dir) / hashlib.sha256(data).hexdigest() / "image.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".image.png.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return str(path)
+
+
 with _no_stub_file():
-    class DigitImage(gr.Image):
+    class PictureOut(gr.Image):
+        """gr.Image whose PIL values reach Gradio's cache whole (see _png_in_cache)."""
+
+        def get_block_name(self) -> str:
+            return "image"
+
+        def postprocess(self, value):
+            return super().postprocess(_png_in_cache(value, self.GRADIO_CACHE))
+
+    class GalleryOut(gr.Gallery):
+        """gr.Gallery whose PIL items reach Gradio's cache whole (see _png_in_cache)."""
+
+        def get_block_name(self) -> str:
+            return "gallery"
+
+        def postprocess(self, value):
+            if isinstance(value, list):
+                value = [(_png_in_cache(v[0], self.GRADIO_CACHE), *v[1:]) if isinstance(v, tuple)
+                         else _png_in_cache(v, self.GRADIO_CACHE) for v in value]
+            return super().postprocess(value)
+
+    class DigitImage(PictureOut):
         """gr.Image that hands the upload's path to vaedemo.images untouched.
 
         gr.Image would open the file with PIL itself, so a damaged or hostile file would fail inside
@@ -145,6 +190,37 @@ with _no_stub_file():
             if payload.path is None:
                 raise gr.Error("No image arrived; upload it again.")
             return str(payload.path)
+
+
+def _number_or_error(payload: Any, label: str | None, optional: bool) -> Any:
+    """Gradio compares a number field's raw JSON value with its bounds, so null, text or a list from an
+    API client would fail there with an empty error; answer them with a sentence instead."""
+    if payload is None and optional:
+        return None
+    if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+        shown = repr(payload) if len(repr(payload)) <= 40 else repr(payload)[:37] + "..."
+        raise gr.Error(f"“{label or 'This setting'}” must be a number, not {shown}.")
+    return payload  # NaN and ±inf go on: the bounds or the service's checks answer them with a sentence
+
+
+with _no_stub_file():
+    class NumberSlider(gr.Slider):
+        """gr.Slider that refuses a value that is not a number with a sentence (see _number_or_error)."""
+
+        def get_block_name(self) -> str:
+            return "slider"
+
+        def preprocess(self, payload):
+            return super().preprocess(_number_or_error(payload, self.label, optional=False))
+
+    class NumberBox(gr.Number):
+        """gr.Number that refuses a value that is not a number (or empty) with a sentence."""
+
+        def get_block_name(self) -> str:
+            return "number"
+
+        def preprocess(self, payload):
+            return super().preprocess(_number_or_error(payload, self.label, optional=True))
 
 
 def _digit(arr: np.ndarray, scale: int = DIGIT_SCALE) -> Image.Image:
@@ -713,8 +789,8 @@ def _checkpoint_dropdown(choices, label="Model", info=None, elem_id=None, value=
 
 def _out_image(label, elem_id=None, height=None, **kw):
     kw.setdefault("buttons", ["download"])
-    return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=elem_id,
-                    elem_classes=["digit"], height=height, **kw)
+    return PictureOut(label=label, type="pil", format="png", interactive=False, elem_id=elem_id,
+                      elem_classes=["digit"], height=height, **kw)
 
 
 def _strip_image(caption, elem_id=None, **kw):
@@ -784,7 +860,7 @@ def build_demo() -> gr.Blocks:
                                 scores = gr.Markdown(label="Scores", elem_id="rec-scores")
                             with gr.Column(scale=2, min_width=240):
                                 code_plot = gr.Plot(label="The latent code", elem_id="rec-code")
-                        neighbours = gr.Gallery(label="The 5 nearest dataset digits in latent space "
+                        neighbours = GalleryOut(label="The 5 nearest dataset digits in latent space "
                                                       "(label · distance)", columns=5, rows=1, height=170,
                                                 allow_preview=False, elem_classes=["digit"],
                                                 elem_id="rec-neighbours", format="png")
@@ -798,8 +874,8 @@ def build_demo() -> gr.Blocks:
                     map_ck = _checkpoint_dropdown(choices, elem_id="map-checkpoint")
                     map_method = gr.Radio([("PCA (instant)", "pca"), ("t-SNE (slower the first time)", "tsne")],
                                           value="pca", label="Projection to 2-D", elem_id="map-method")
-                    map_n = gr.Slider(500, service.MAP_SIZE, value=MAP_DEFAULT_N, step=500, label="Digits on the map",
-                                      elem_id="map-n")
+                    map_n = NumberSlider(500, service.MAP_SIZE, value=MAP_DEFAULT_N, step=500,
+                                         label="Digits on the map", elem_id="map-n")
                     map_btn = gr.Button("Draw map", variant="primary", elem_id="map-draw", scale=0)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
@@ -829,10 +905,10 @@ def build_demo() -> gr.Blocks:
                 with gr.Tabs():
                     with gr.Tab("From the prior"):
                         with gr.Row():
-                            count = gr.Slider(1, 256, value=64, step=1, label="How many")
-                            temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature",
-                                                    info="Scales z ~ N(0, T²I): below 1 safer, above 1 wilder.")
-                            seed = gr.Number(value=0, label="Seed", precision=None, minimum=0, elem_id="sample-seed",
+                            count = NumberSlider(1, 256, value=64, step=1, label="How many")
+                            temperature = NumberSlider(0.1, 3.0, value=1.0, step=0.1, label="Temperature",
+                                                       info="Scales z ~ N(0, T²I): below 1 safer, above 1 wilder.")
+                            seed = NumberBox(value=0, label="Seed", precision=None, minimum=0, elem_id="sample-seed",
                                              info="Same seed, same grid.")
                             digit = gr.Dropdown([("any (0-9 in turn)", "any"), *[(str(d), str(d)) for d in range(10)]],
                                                 value="any", label="Digit (CVAE)", visible=False, filterable=False)
@@ -848,14 +924,14 @@ def build_demo() -> gr.Blocks:
                             with gr.Column():
                                 a_img = DigitImage(label="Start digit (optional upload)", type="filepath",
                                                    sources=["upload", "clipboard"], format="png", height=160)
-                                a_idx = gr.Number(value=1, label="…or start at dataset digit #", precision=None)
+                                a_idx = NumberBox(value=1, label="…or start at dataset digit #", precision=None)
                                 a_here = gr.Button("Use my Reconstruct digit", size="sm")
                             with gr.Column():
                                 b_img = DigitImage(label="End digit (optional upload)", type="filepath",
                                                    sources=["upload", "clipboard"], format="png", height=160)
-                                b_idx = gr.Number(value=7, label="…or end at dataset digit #", precision=None)
+                                b_idx = NumberBox(value=7, label="…or end at dataset digit #", precision=None)
                                 b_here = gr.Button("Use my Reconstruct digit", size="sm")
-                            steps = gr.Slider(2, 64, value=10, step=1, label="Steps")
+                            steps = NumberSlider(2, 64, value=10, step=1, label="Steps")
                         int_btn = gr.Button("Interpolate", variant="primary", elem_id="int-go")
                         lerp_img = _strip_image("Straight line (lerp)", "int-lerp")
                         slerp_img = _strip_image("Great circle (slerp): keeps ‖z‖ where the prior puts its mass",
@@ -871,15 +947,15 @@ def build_demo() -> gr.Blocks:
                             with gr.Column():
                                 t_img = DigitImage(label="Digit (optional upload)", type="filepath",
                                                    sources=["upload", "clipboard"], format="png", height=160)
-                                t_idx = gr.Number(value=0, label="…or dataset digit #", precision=None)
+                                t_idx = NumberBox(value=0, label="…or dataset digit #", precision=None)
                                 t_here = gr.Button("Use my Reconstruct digit", size="sm")
                             with gr.Column(scale=2):
                                 dims = gr.Dropdown(label="Dimensions (most used first)", choices=[], value=[],
                                                    multiselect=True, allow_custom_value=True,
                                                    info="Empty: the 8 most used.")
                                 with gr.Row():
-                                    t_steps = gr.Slider(3, 31, value=9, step=2, label="Steps")
-                                    span = gr.Slider(0.5, 5.0, value=3.0, step=0.5, label="Span (σ)")
+                                    t_steps = NumberSlider(3, 31, value=9, step=2, label="Steps")
+                                    span = NumberSlider(0.5, 5.0, value=3.0, step=0.5, label="Span (σ)")
                         trv_btn = gr.Button("Traverse", variant="primary", elem_id="trv-go")
                         trv_img = _strip_image("Traversal: one row per dimension", "trv-grid")
                         trv_md = gr.Markdown(label="What the rows are", elem_id="trv-text")
@@ -891,7 +967,7 @@ def build_demo() -> gr.Blocks:
                                     "`tensors.tsv` and `metadata.tsv`. The zip also holds "
                                     "`sprite.png` and `projector_config.json` for hosting the bundle yourself.",
                                     elem_classes=["vd-hint"])
-                        exp_n = gr.Slider(500, service.MAP_SIZE, value=2000, step=500, label="Digits to export")
+                        exp_n = NumberSlider(500, service.MAP_SIZE, value=2000, step=500, label="Digits to export")
                         exp_btn = gr.Button("Export codes", variant="primary")
                         exp_files = gr.File(label="Projector files", file_count="multiple", interactive=False)
 
@@ -915,15 +991,15 @@ def build_demo() -> gr.Blocks:
                             t_data = gr.Dropdown(list(DATASETS), value="mnist-10k", label="Dataset",
                                                  info="mnist-10k ships with the app; the others download once.",
                                                  filterable=False)
-                            t_latent = gr.Number(value=2, label="Latent size", precision=None, minimum=1, maximum=1024,
+                            t_latent = NumberBox(value=2, label="Latent size", precision=None, minimum=1, maximum=1024,
                                                  info="2 draws a map you can read directly, plus a manifold grid.")
-                            t_beta = gr.Number(value=1.0, label="β", precision=None, minimum=0,
+                            t_beta = NumberBox(value=1.0, label="β", precision=None, minimum=0,
                                                info="β weighs the KL term (β-VAE).")
-                            t_epochs = gr.Slider(1, policy["max_epochs"], value=min(5, policy["max_epochs"]), step=1,
-                                                 label="Epochs", elem_id="train-epochs")
+                            t_epochs = NumberSlider(1, policy["max_epochs"], value=min(5, policy["max_epochs"]),
+                                                    step=1, label="Epochs", elem_id="train-epochs")
                             t_batch = gr.Dropdown([32, 64, 128, 256, 512], value=128, label="Batch size",
                                                   filterable=False)
-                            t_lr = gr.Number(value=0.001, label="Learning rate", precision=None, minimum=0)
+                            t_lr = NumberBox(value=0.001, label="Learning rate", precision=None, minimum=0)
                             t_name = gr.Textbox(value="", label="Name", placeholder="left empty: vae-<date>-<time>",
                                                 max_length=64, elem_id="train-name")
                             with gr.Row():
@@ -1042,6 +1118,9 @@ def _on_page_load():
 
 def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     """A FastAPI app serving plotly.js and the digit sprite from this package, with the Blocks mounted at /."""
+    # Pillow warns (only) for images between 1x and 2x Image.MAX_IMAGE_PIXELS; make that an error wherever
+    # an image is decoded in this process, not only inside vaedemo.images.
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
     demo = demo or build_demo()
     threading.Thread(target=_sprite_png, name="vaedemo-sprite", daemon=True).start()  # ready before the first hover
     app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -1055,7 +1134,7 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     def digit_sprite():
         return Response(_sprite_png(), media_type="image/png", headers=cache)
 
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, demo, path="/",
         max_file_size=MAX_UPLOAD_BYTES,
         enable_monitoring=False,
@@ -1067,6 +1146,11 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
         css=CSS,
         js=PAGE_JS,
     )
+    # Gradio accepts an input file only from its upload folder once the Blocks count as launched
+    # (processing_utils._check_allowed); demo.launch() sets the flag, mount_gradio_app does not. Without
+    # it an API client could name any file on the server, e.g. {"path": "/etc/passwd"}, as its "upload".
+    demo.has_launched = True
+    return app
 
 
 def server_address() -> tuple[str, int]:
