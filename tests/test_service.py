@@ -307,17 +307,17 @@ def test_tsne_map_inverse_placement_and_far_flag():
 
 def test_map_is_cached_in_memory_and_on_disk(monkeypatch):
     name = "tiny-cvae"
-    first = service.latent_map(name, "pca", n=400)
+    first = service.latent_map(name, "pca", n=service.MAP_SIZE)
     path = service.STORE.entry(name).folder / "latent_map_pca.npz"
     assert path.is_file() and not first.from_disk
-    assert service.latent_map(name, "pca", n=400) is first
+    assert service.latent_map(name, "pca", n=service.MAP_SIZE) is first
 
     def refuse(*args, **kwargs):
         raise AssertionError("the map was computed again")
 
     monkeypatch.setattr(service.PCAProjection, "fit", refuse)
     service._MAPS.clear()
-    again = service.latent_map(name, "pca", n=400)
+    again = service.latent_map(name, "pca", n=service.MAP_SIZE)
     assert again.from_disk and again is not first
     np.testing.assert_array_equal(again.coords, first.coords)
     # A fresh git clone gives every file a new mtime: the shipped map must still be used.
@@ -327,7 +327,7 @@ def test_map_is_cached_in_memory_and_on_disk(monkeypatch):
 
     os.utime(weights, ns=(stamp, stamp))
     service._MAPS.clear()
-    assert service.latent_map(name, "pca", n=400).from_disk
+    assert service.latent_map(name, "pca", n=service.MAP_SIZE).from_disk
     # Once the weights change, the disk copy is stale and the map is computed anew.
     from safetensors.torch import load_file, save_file
 
@@ -336,7 +336,7 @@ def test_map_is_cached_in_memory_and_on_disk(monkeypatch):
     tensors[key] = tensors[key] * 1.01
     save_file(tensors, weights)
     with pytest.raises(AssertionError, match="computed again"):
-        service.latent_map(name, "pca", n=400)
+        service.latent_map(name, "pca", n=service.MAP_SIZE)
 
 
 def test_concurrent_requests_compute_a_map_once(monkeypatch):
@@ -399,3 +399,22 @@ def test_health_reports_the_basics():
     h = service.health()
     assert h["version"] and h["torch"] and h["device"] == "cpu"
     assert isinstance(h["training_enabled"], bool)
+
+
+def test_a_smaller_map_is_cut_from_the_full_one_and_never_overwrites_it(monkeypatch):
+    name = KINDS["vae"]
+    service._MAPS.clear()
+    full = service.latent_map(name, "pca", n=service.MAP_SIZE)
+    path = service.STORE.entry(name).folder / "latent_map_pca.npz"
+    before = path.read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the map was computed again")
+
+    monkeypatch.setattr(service.PCAProjection, "fit", refuse)
+    small = service.latent_map(name, "pca", n=500)
+    assert small.n == 500 and path.read_bytes() == before  # the full file on disk is untouched
+    where = {int(i): k for k, i in enumerate(full.indices)}
+    np.testing.assert_array_equal(small.coords, full.coords[[where[int(i)] for i in small.indices]])
+    service._MAPS.clear()  # a fresh process: the small map comes from the full file on disk
+    assert service.latent_map(name, "pca", n=500).from_disk

@@ -725,10 +725,27 @@ def _compute_map(entry: _Entry, method: str, n: int, progress: ProgressFn | None
     seconds = time.perf_counter() - start
     m = _finish_map(LatentMap(entry.name, method, coords, labels, indices, codes, pca.get("mean"),
                               pca.get("components"), entry.fingerprint, seconds=seconds))
-    _report(progress, 0.95, "Saving the map")
-    _write_map(entry, m)
+    if n == MAP_SIZE:  # only the full map goes to disk: a smaller one must never replace the shipped file
+        _report(progress, 0.95, "Saving the map")
+        _write_map(entry, m)
     _report(progress, 1.0, "Done")
     return m
+
+
+def _subset_of_full_map(entry: _Entry, method: str, n: int) -> LatentMap | None:
+    """A smaller map cut from the full one already in memory or on disk (same axes), or None."""
+    if n >= MAP_SIZE:
+        return None
+    with _MAPS_LOCK:
+        full = _MAPS.get((str(entry.folder), method, MAP_SIZE))
+    if full is None or full.checkpoint_fingerprint != entry.fingerprint:
+        full = _read_map(entry, method, MAP_SIZE)
+    if full is None:
+        return None
+    pick = np.searchsorted(full.indices, _map_indices(n))  # the same digits a map of n would show
+    m = LatentMap(entry.name, method, full.coords[pick].copy(), full.labels[pick].copy(), full.indices[pick].copy(),
+                  full.codes[pick].copy(), full.mean, full.components, entry.fingerprint, from_disk=full.from_disk)
+    return _finish_map(m)
 
 
 def latent_map(checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress: ProgressFn | None = None) -> LatentMap:
@@ -751,7 +768,7 @@ def latent_map(checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress
             cached = _MAPS.get(key)
             if cached is not None and cached.checkpoint_fingerprint == entry.fingerprint:
                 return cached
-        m = _read_map(entry, method, n) or _compute_map(entry, method, n, progress)
+        m = _read_map(entry, method, n) or _subset_of_full_map(entry, method, n) or _compute_map(entry, method, n, progress)
         with _MAPS_LOCK:
             _MAPS[key] = m
             _MAPS.move_to_end(key)
