@@ -78,3 +78,41 @@ def test_importing_the_app_does_not_initialise_cuda():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-1000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+FAKE_SPACES = '''
+import functools
+CALLS = []
+def GPU(duration=60):
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapped(*a, **k):
+            CALLS.append((fn.__name__, duration))
+            return fn(*a, **k)
+        return wrapped
+    return deco
+'''
+
+
+def test_on_a_zerogpu_space_the_app_wraps_its_computing_handlers(tmp_path):
+    (tmp_path / "spaces.py").write_text(FAKE_SPACES)
+    code = ("import vaedemo.ui as ui, vaedemo.zerogpu as z, torch; print(sorted(set(z.WRAPPED)));"
+            "print(torch.cuda.is_initialized())")
+    env = {**__import__("os").environ, "SPACE_ID": "someone/vaedemo", "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    wrapped, cuda_initialised = out.stdout.strip().splitlines()[-2:]
+    for name in ("reconstruct", "sample", "interpolate", "traverse", "latent_map", "reconstruct_sketch"):
+        assert f"'{name}'" in wrapped
+    assert cuda_initialised == "False"
+
+
+def test_runs_train_in_gpu_sized_chunks_on_zerogpu(fake_spaces, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
+    from vaedemo.runs import RunSpec, run
+
+    outcome = run(RunSpec(name="zg", model="vae", latent_dim=2, max_train=300, iwae_k=0,
+                          train=TrainConfig(epochs=zerogpu.CHUNK_EPOCHS + 1, device="cpu")))
+    assert outcome.saved and outcome.result.epochs_done == zerogpu.CHUNK_EPOCHS + 1
+    assert [name for name, _ in fake_spaces] == ["_train_chunk", "_train_chunk"]
+    assert (tmp_path / "zg" / "model.safetensors").is_file()

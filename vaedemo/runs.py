@@ -14,6 +14,7 @@ from .data import Dataset, load_dataset
 from .metrics import evaluate
 from .models import build_model
 from .training import Progress, StopSignal, TrainConfig, TrainResult, dist_info, train
+from .zerogpu import on_zerogpu, train_in_chunks
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -74,8 +75,11 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     if model.conditional and data.num_classes != getattr(model.config, "num_classes", 10):
         model = build_model(spec.model, **_model_overrides(spec), num_classes=data.num_classes)
 
-    result = train(model, data, spec.train, progress=progress, stop=stop,
-                   resume_state=resume_state, start_epoch=start_epoch)
+    if on_zerogpu() and not spec.resume:  # a GPU is lent per call there: train in chunks that fit one
+        result = train_in_chunks(model, data, spec.train, progress=progress, stop=stop)
+    else:
+        result = train(model, data, spec.train, progress=progress, stop=stop,
+                       resume_state=resume_state, start_epoch=start_epoch)
     if not result.history:  # stopped before the first epoch finished: nothing worth keeping
         return RunOutcome(spec.name, result, {}, saved=False)
     if dist_info()[0] != 0:  # under torchrun only rank 0 evaluates and writes

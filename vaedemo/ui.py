@@ -33,7 +33,7 @@ import plotly  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from . import __version__, exports, jobs, plots, service  # noqa: E402
+from . import __version__, exports, jobs, plots, service, zerogpu  # noqa: E402
 from .data import DATASETS, bundled_digits  # noqa: E402
 from .images import MAX_UPLOAD_BYTES, to_pil  # noqa: E402
 
@@ -378,6 +378,7 @@ def _reconstruct_view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> tupl
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def reconstruct(image, checkpoint, compare_with=""):
     """/reconstruct: an uploaded digit → input as the model sees it, reconstruction, error map, samples, scores."""
     if image is None:
@@ -386,6 +387,7 @@ def reconstruct(image, checkpoint, compare_with=""):
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def reconstruct_sketch(sketch, checkpoint, compare_with=""):
     """The sketchpad: a blank canvas (e.g. just cleared) leaves the results as they are."""
     try:
@@ -398,12 +400,14 @@ def reconstruct_sketch(sketch, checkpoint, compare_with=""):
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def reconstruct_example(checkpoint, compare_with, evt: gr.SelectData):
     index = example_indices()[_whole(evt.index, "The example", 0, len(example_indices()) - 1)]
     return _reconstruct_view(service.digit_input(index), _need(checkpoint), compare_with)
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def reconstruct_again(here, checkpoint, compare_with=""):
     """The model changed: redo the last input (nothing to do before the first one)."""
     if here is None or not checkpoint:
@@ -463,6 +467,7 @@ def _manifold_update(checkpoint: str, info: dict):
 
 
 @friendly
+@zerogpu.gpu("latent_map")
 def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr.Progress()):
     """/latent_map: encode n bundled digits and project their codes to 2-D; returns the map as JSON."""
     checkpoint = _need(checkpoint)
@@ -484,6 +489,7 @@ def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr
 
 
 @friendly
+@zerogpu.gpu("latent_map")
 def latent_map_auto(checkpoint, method, n, here, key, progress=gr.Progress()):
     """On opening the tab: draw the map unless the one shown is already up to date."""
     if not checkpoint:
@@ -496,6 +502,7 @@ def latent_map_auto(checkpoint, method, n, here, key, progress=gr.Progress()):
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def map_point(key, evt: gr.EventData):
     """A click on a point: that digit and the model's reconstruction of it."""
     if not key:
@@ -511,6 +518,7 @@ def map_point(key, evt: gr.EventData):
 
 
 @friendly
+@zerogpu.gpu("reconstruct")
 def map_space(key, evt: gr.EventData):
     """A click on empty space: decode the code behind that place of the map."""
     if not key:
@@ -535,6 +543,7 @@ def _digit_choice(value: Any) -> int | None:
 
 
 @friendly
+@zerogpu.gpu("sample")
 def sample(checkpoint, count=64, temperature=1.0, seed=0, digit="any"):
     """/sample: a reproducible grid of images decoded from the prior."""
     checkpoint = _need(checkpoint)
@@ -579,6 +588,7 @@ def _endpoint(image: Any, index: Any, what: str) -> np.ndarray:
 
 
 @friendly
+@zerogpu.gpu("interpolate")
 def interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end_index=7, steps=10):
     """/interpolate: the straight (lerp) and spherical (slerp) path between two digits' codes."""
     checkpoint = _need(checkpoint)
@@ -595,6 +605,7 @@ def interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end
 
 
 @friendly
+@zerogpu.gpu("traverse")
 def traverse(checkpoint, image=None, index=0, dims=None, steps=9, span=3.0):
     """/traverse: move one latent dimension at a time over ±span σ and decode."""
     checkpoint = _need(checkpoint)

@@ -22,6 +22,9 @@ def on_zerogpu() -> bool:
     return bool(os.environ.get("SPACE_ID")) and importlib.util.find_spec("spaces") is not None
 
 
+WRAPPED: list[str] = []  # names of the functions wrapped in this process, for /health and tests
+
+
 def gpu(name: str) -> Callable[[Callable], Callable]:
     """Decorator: ``spaces.GPU(duration=DURATIONS[name])`` on ZeroGPU, else the function itself."""
 
@@ -30,6 +33,7 @@ def gpu(name: str) -> Callable[[Callable], Callable]:
             return fn
         import spaces  # imported only on a Space; it must come before anything touches CUDA
 
+        WRAPPED.append(fn.__name__)
         return spaces.GPU(duration=DURATIONS[name])(fn)
 
     return wrap
