@@ -55,7 +55,8 @@ def main() -> None:
     if not args.no_write:
         from .report import render
 
-        OUT.write_text(render(results))
+        notes = (Path(__file__).parent / "notes.md").read_text()
+        OUT.write_text(render(results, notes))
         print(f"wrote {OUT}")
     print(json.dumps(results, indent=2))
 

@@ -46,8 +46,10 @@ def render(r: dict, notes: str = "") -> str:
             target = f"≤ {targets[name]}× — {_verdict(ratio <= targets[name])}"
         elif name == "/latent_map":
             target = f"≤ 500 ms — {_verdict(e['p50_ms'] <= 500)}"
-        else:
+        elif name == "/health":
             target = "the floor"
+        else:
+            target = "—"
         lines.append(f"| {name} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | {ratio:.2f} | {target} |" if ratio
                      else f"| {name} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | 1 | {target} |")
     lines += [

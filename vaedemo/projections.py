@@ -103,10 +103,13 @@ class TSNEProjection:
     point) interpolate from the k nearest fitted points, weighted by inverse distance.
     """
 
-    def __init__(self, perplexity: float = 30.0, max_iter: int = 500, pca_dims: int = TSNE_PCA_DIMS,
-                 random_state: int = 0, k: int = 10):
+    def __init__(self, perplexity: float = 30.0, max_iter: int = 600, pca_dims: int = TSNE_PCA_DIMS,
+                 random_state: int = 0, k: int = 10, angle: float = 0.8):
         self.perplexity = perplexity
         self.max_iter = max_iter
+        # Barnes-Hut's accuracy knob (sklearn's default 0.5). On 10,000 VAE codes, 0.8 with 600 iterations
+        # kept 0.419 of 10-NN against 0.409 for 0.5/500, in 9.9 s against 12.5 s (see BENCHMARKS.md).
+        self.angle = angle
         self.pca_dims = pca_dims
         self.random_state = random_state
         self.k = k
@@ -121,7 +124,7 @@ class TSNEProjection:
             features = PCAProjection(self.pca_dims).fit(codes).transform(codes)
         perplexity = min(float(self.perplexity), (len(codes) - 1) / 3.0)  # sklearn needs perplexity < N
         tsne = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity,
-                    max_iter=self.max_iter, random_state=self.random_state)
+                    max_iter=self.max_iter, angle=self.angle, random_state=self.random_state)
         embedding = tsne.fit_transform(features.astype(np.float32))
         return self._set(codes, embedding)
 
