@@ -811,6 +811,15 @@ def _strip_image(caption, elem_id=None, **kw):
     return _out_image(caption, elem_id, show_label=False, **kw)
 
 
+def _digit_picker(image_label: str, index_label: str, index: int):
+    """An optional upload, a dataset index, and a button that copies the Reconstruct tab's digit."""
+    image = DigitImage(label=f"{image_label} (optional upload)", type="filepath", sources=["upload", "clipboard"],
+                       format="png", height=160)
+    number = NumberBox(value=index, label=index_label, precision=None)
+    here = gr.Button("Use my Reconstruct digit", size="sm")
+    return image, number, here
+
+
 def build_demo() -> gr.Blocks:
     """The Blocks UI (no server); ``build_app`` mounts it."""
     choices = _choices()
@@ -933,15 +942,9 @@ def build_demo() -> gr.Blocks:
                                     elem_classes=["vd-hint"])
                         with gr.Row():
                             with gr.Column():
-                                a_img = DigitImage(label="Start digit (optional upload)", type="filepath",
-                                                   sources=["upload", "clipboard"], format="png", height=160)
-                                a_idx = NumberBox(value=1, label="…or start at dataset digit #", precision=None)
-                                a_here = gr.Button("Use my Reconstruct digit", size="sm")
+                                a_img, a_idx, a_here = _digit_picker("Start digit", "…or start at dataset digit #", 1)
                             with gr.Column():
-                                b_img = DigitImage(label="End digit (optional upload)", type="filepath",
-                                                   sources=["upload", "clipboard"], format="png", height=160)
-                                b_idx = NumberBox(value=7, label="…or end at dataset digit #", precision=None)
-                                b_here = gr.Button("Use my Reconstruct digit", size="sm")
+                                b_img, b_idx, b_here = _digit_picker("End digit", "…or end at dataset digit #", 7)
                             steps = NumberSlider(2, 64, value=10, step=1, label="Steps")
                         int_btn = gr.Button("Interpolate", variant="primary", elem_id="int-go")
                         lerp_img = _strip_image("Straight line (lerp)", "int-lerp")
@@ -956,10 +959,7 @@ def build_demo() -> gr.Blocks:
                                     elem_classes=["vd-hint"])
                         with gr.Row():
                             with gr.Column():
-                                t_img = DigitImage(label="Digit (optional upload)", type="filepath",
-                                                   sources=["upload", "clipboard"], format="png", height=160)
-                                t_idx = NumberBox(value=0, label="…or dataset digit #", precision=None)
-                                t_here = gr.Button("Use my Reconstruct digit", size="sm")
+                                t_img, t_idx, t_here = _digit_picker("Digit", "…or dataset digit #", 0)
                             with gr.Column(scale=2):
                                 dims = gr.Dropdown(label="Dimensions (most used first)", choices=[], value=[],
                                                    multiselect=True, allow_custom_value=True,
