@@ -1,11 +1,16 @@
 """Smoke test: every benchmark runs one short iteration and the report renders (no timings asserted)."""
 
+from pathlib import Path
+
 import pytest
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 @pytest.mark.slow
 def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     monkeypatch.setenv("VAEDEMO_DEVICE", "cpu")
+    monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(SHIPPED))  # other tests' session fixtures may point elsewhere
     from benchmarks.__main__ import run_all
     from benchmarks.report import render
 
