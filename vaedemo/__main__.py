@@ -43,7 +43,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, or a folder/zip path.")
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
-                     schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp)
+                     schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp,
+                     weight_decay=args.weight_decay)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
                    hidden_dim=args.hidden_dim, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--binarize", action="store_true", help="train on stochastically binarized digits")
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     t.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 penalty on the weights")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
