@@ -328,7 +328,8 @@ class CheckpointInfo:
 _SCAN_CACHE: dict[Path, tuple[tuple, CheckpointInfo]] = {}
 
 
-def _signature(folder: Path) -> tuple:
+def file_signature(folder: Path) -> tuple:
+    """(mtime, size, inode) of config.json and the weights, None for a missing one: changes on any rewrite."""
     sig = []
     for fname in (CONFIG, WEIGHTS):
         try:
@@ -342,7 +343,7 @@ def _signature(folder: Path) -> tuple:
 def inspect_checkpoint(folder: Path) -> CheckpointInfo:
     """Check one folder fully (config, weights, shapes, finiteness); cached until its files change."""
     folder = Path(folder)
-    sig = _signature(folder)
+    sig = file_signature(folder)
     cached = _SCAN_CACHE.get(folder)
     if cached and cached[0] == sig:
         return cached[1]

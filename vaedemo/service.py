@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoints import CONFIG, WEIGHTS, load_folder, resolve, scan_checkpoints, validate_name, write_bytes_atomic
+from .checkpoints import CONFIG, WEIGHTS, file_signature, load_folder, resolve, scan_checkpoints, validate_name, write_bytes_atomic
 from .data import bundled_digits, load_dataset
 from .device import pick_device
 from .images import preprocess_image
@@ -155,16 +155,13 @@ def _fingerprint(folder: Path) -> int:
     return int.from_bytes(digest[:7], "big")  # fits an int64 in the map files
 
 
-def _signature(folder: Path) -> tuple[int, tuple]:
-    """(latest mtime in ns, full file signature) of a checkpoint's config and weights."""
-    sig = []
-    for fname in (CONFIG, WEIGHTS):
-        try:
-            st = (folder / fname).stat()
-        except OSError:
-            raise ValueError(f"The checkpoint {folder.name!r} is incomplete (its {fname} is missing).") from None
-        sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return max(s[0] for s in sig), tuple(sig)
+def _signature(folder: Path) -> tuple:
+    """The checkpoint's file signature (checkpoints.file_signature), refusing a folder with a file missing."""
+    sig = file_signature(folder)
+    for fname, part in zip((CONFIG, WEIGHTS), sig):
+        if part is None:
+            raise ValueError(f"The checkpoint {folder.name!r} is incomplete (its {fname} is missing).")
+    return sig
 
 
 @dataclass(eq=False)
@@ -213,7 +210,7 @@ class ModelStore:
         folder = resolve(validate_name(name))
         if not folder.is_dir():
             raise ValueError(f"There is no checkpoint named {name!r}; pick one from the list.")
-        _, sig = _signature(folder)
+        sig = _signature(folder)
         key = str(folder)
         with self._lock:
             cached = self._entries.get(key)
