@@ -59,3 +59,14 @@ def test_bad_arguments_give_a_sentence_not_a_traceback(tmp_path):
     assert proc.returncode == 2 and "no checkpoint named" in proc.stderr
     proc = cli("train", "--dataset", "mnist", "--name", "m", "--epochs", "1", ckdir=tmp_path, check=False)
     assert proc.returncode == 2 and "mnist-10k" in proc.stderr
+
+
+def test_channels_and_mmd_options_reach_the_saved_model(tmp_path):
+    cli("train", "--model", "conv-vae", "--latent-dim", "3", "--channels", "4,8,16", "--hidden-dim", "32",
+        "--mmd", "10", "--epochs", "1", "--max-train", "300", "--iwae-k", "0", "--name", "w", "--quiet", ckdir=tmp_path)
+    config = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert config["model"]["config"]["channels"] == [4, 8, 16] and config["training"]["mmd"] == 10
+    proc = cli("train", "--model", "vae", "--channels", "4,8", "--name", "v", ckdir=tmp_path, check=False)
+    assert proc.returncode == 2 and "three widths" in proc.stderr
+    proc = cli("train", "--model", "vae", "--channels", "4,8,16", "--name", "v", ckdir=tmp_path, check=False)
+    assert proc.returncode == 2 and "convolutional models" in proc.stderr

@@ -118,3 +118,22 @@ def test_unknown_model_and_setting_are_refused():
         build_model("gan")
     with pytest.raises(ValueError, match="no setting"):
         build_model("ae", beta=2.0)
+
+
+def test_prior_mmd_is_small_for_prior_draws_and_large_for_clustered_codes():
+    from vaedemo.models import prior_mmd
+
+    torch.manual_seed(0)
+    matched = prior_mmd(torch.randn(256, 16))
+    clustered = torch.randn(256, 16) * 0.1 + torch.randint(0, 2, (256, 1)) * 3.0  # two tight clumps
+    assert abs(float(matched)) < 0.01
+    assert float(prior_mmd(clustered)) > 50 * abs(float(matched)) + 0.1
+    assert float(prior_mmd(torch.randn(1, 16))) == 0.0  # one code: nothing to compare, no NaN
+
+
+def test_conv_models_take_channel_widths():
+    model = build_model("conv-vae", latent_dim=16, channels=(16, 32, 64), hidden_dim=64)
+    assert model.encoder.encoder_cnn[0].out_channels == 16 and model.decoder.decoder_cnn[-1].in_channels == 16
+    assert model.decode(model.encode(torch.rand(2, 1, 28, 28))[0]).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="channels"):
+        build_model("ae", channels=(8, 0, 32))

@@ -32,6 +32,16 @@ def _init_distributed(tc) -> int:
     return dist.get_rank()
 
 
+def _channels(text: str) -> tuple[int, int, int]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or not all(1 <= w <= 1024 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected three widths from 1 to 1024 such as 32,64,128, not {text!r}")
+    return widths
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -44,9 +54,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
                      schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp,
-                     weight_decay=args.weight_decay)
+                     weight_decay=args.weight_decay, mmd=args.mmd)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
-                   hidden_dim=args.hidden_dim, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
+                   hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
                    command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     stop = threading.Event()
@@ -166,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--latent-dim", type=int, default=None)
     t.add_argument("--hidden-dim", type=int, default=None)
+    t.add_argument("--channels", type=_channels, default=None,
+                   help="conv widths of ae / conv-vae, e.g. 32,64,128 (default: the lecture's 8,16,32)")
     t.add_argument("--beta", type=float, default=None, help="KL weight (beta-VAE); default 1")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -176,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     t.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 penalty on the weights")
+    t.add_argument("--mmd", type=float, default=0.0,
+                   help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); fewer unreadable samples")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")

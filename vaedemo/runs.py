@@ -26,6 +26,7 @@ class RunSpec:
     dataset: str = "mnist-10k"
     latent_dim: int | None = None  # None: the model's default
     hidden_dim: int | None = None
+    channels: tuple[int, int, int] | None = None  # conv widths of ae / conv-vae (default: the lecture's 8, 16, 32)
     beta: float | None = None
     max_train: int | None = None  # cap on training items (the app's public mode uses it)
     resume: bool = False  # continue checkpoint `name` (its weights and Adam state)
@@ -45,6 +46,10 @@ class RunOutcome:
 
 def _model_overrides(spec: RunSpec) -> dict:
     out = {"latent_dim": spec.latent_dim, "hidden_dim": spec.hidden_dim}
+    if spec.channels is not None:
+        if spec.model not in ("ae", "conv-vae"):
+            raise ValueError("Only the convolutional models (ae, conv-vae) have channel widths to set.")
+        out["channels"] = tuple(spec.channels)
     if spec.model != "ae":
         out["beta"] = spec.beta
     elif spec.beta not in (None, 0):

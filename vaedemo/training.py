@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .data import Dataset, to_unit_float
 from .device import pick_device
-from .models import LatentModel
+from .models import LatentModel, prior_mmd
 
 
 def dist_info() -> tuple[int, int]:
@@ -56,6 +56,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" or "cosine" learning rate
     schedule_epochs: int = 0  # epochs the cosine spans, counted from epoch 1 (0: this call's epochs); for chunked runs
     weight_decay: float = 0.0
+    mmd: float = 0.0  # weight of models.prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE)
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
     device: str | None = None
@@ -72,7 +73,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number from {lo} to {hi}, not {value!r}.")
         for name, value, lo, hi in [("lr", self.lr, 1e-7, 10.0), ("kl_warmup_epochs", self.kl_warmup_epochs, 0, 1e5),
-                                    ("weight_decay", self.weight_decay, 0, 1.0), ("max_seconds", self.max_seconds, 0, 1e7)]:
+                                    ("weight_decay", self.weight_decay, 0, 1.0), ("mmd", self.mmd, 0, 1e6),
+                                    ("max_seconds", self.max_seconds, 0, 1e7)]:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
                 raise ValueError(f"{name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, not {value!r}.")
         if self.schedule not in ("constant", "cosine"):
@@ -274,8 +276,11 @@ def train(
             yb = y_train[idx] if y_train is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = step_model(xb, yb, beta=beta)
+            loss = out.loss.total
+            if config.mmd:
+                loss = loss + config.mmd * prior_mmd(out.z.float())
             opt.zero_grad(set_to_none=True)
-            out.loss.total.backward()
+            loss.backward()
             opt.step()
             sums += torch.stack([t.detach() for t in out.loss]) * len(idx)
             count += len(idx)
