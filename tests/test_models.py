@@ -67,7 +67,6 @@ def test_vae_train_eval_flag_is_not_overridden():
 
 
 def test_reparameterization_uses_sigma_not_variance():
-    vae = build_model("vae", latent_dim=1).train()
     torch.manual_seed(0)
     mu = torch.zeros(100_000, 1)
     logvar = torch.full((100_000, 1), 2 * torch.log(torch.tensor(3.0)))  # sigma = 3, var = 9

@@ -56,7 +56,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" or "cosine" learning rate
     schedule_epochs: int = 0  # epochs the cosine spans, counted from epoch 1 (0: this call's epochs); for chunked runs
     weight_decay: float = 0.0
-    mmd: float = 0.0  # weight of models.prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE)
+    mmd: float = 0.0  # weight of models.prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE); warms up with the KL
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
     device: str | None = None
@@ -255,7 +255,11 @@ def train(
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         torch.manual_seed(config.seed * 100_003 + epoch)
         warm = config.kl_warmup_epochs
-        beta = model.beta * (min(1.0, (epoch - 1) / warm) if warm > 0 else 1.0)
+        ramp = min(1.0, (epoch - 1) / warm) if warm > 0 else 1.0
+        beta = model.beta * ramp
+        # The MMD weight ramps up with the KL weight: at full strength from the first step it pulls
+        # every code onto the prior before the decoder has learnt to use them (posterior collapse).
+        mmd = config.mmd * ramp
         if config.schedule == "cosine":
             position = (epoch - 1) / config.schedule_epochs if config.schedule_epochs else local_epoch / config.epochs
             lr = 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, position)))
@@ -277,8 +281,8 @@ def train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = step_model(xb, yb, beta=beta)
             loss = out.loss.total
-            if config.mmd:
-                loss = loss + config.mmd * prior_mmd(out.z.float())
+            if mmd:
+                loss = loss + mmd * prior_mmd(out.z.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
