@@ -66,6 +66,9 @@ def test_channels_and_mmd_options_reach_the_saved_model(tmp_path):
         "--mmd", "10", "--epochs", "1", "--max-train", "300", "--iwae-k", "0", "--name", "w", "--quiet", ckdir=tmp_path)
     config = json.loads((tmp_path / "w" / "config.json").read_text())
     assert config["model"]["config"]["channels"] == [4, 8, 16] and config["training"]["mmd"] == 10
+    cli("card", "w", ckdir=tmp_path)
+    card = (tmp_path / "w" / "README.md").read_text()
+    assert "MMD penalty (weight 10" in card and '"channels": [4, 8, 16]' in card
     proc = cli("train", "--model", "vae", "--channels", "4,8", "--name", "v", ckdir=tmp_path, check=False)
     assert proc.returncode == 2 and "three widths" in proc.stderr
     proc = cli("train", "--model", "vae", "--channels", "4,8,16", "--name", "v", ckdir=tmp_path, check=False)

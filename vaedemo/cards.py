@@ -25,7 +25,7 @@ SAMPLE_NOTE = (
 INTENDED = {
     "ae": "Showing what a deterministic code keeps: reconstructions, a 4-D latent map, and why sampling an AE's latent space gives poor digits.",
     "vae": "The lecture's MLP VAE: reconstructions, ELBO scores, prior samples, interpolation and traversal along the most informative dimensions.",
-    "conv-vae": "A compact convolutional VAE (latent 16) with sharper samples than the MLP VAE.",
+    "conv-vae": "A convolutional VAE (latent 16): sharper reconstructions and samples than the MLP VAE.",
     "cvae": "Asking for a chosen digit: the label is an input, so the latent code holds style (slant, thickness) alone.",
 }
 
@@ -87,6 +87,15 @@ def render_card(config: dict) -> str:
         "```",
         f"Epochs run: {training.get('epochs_done', '?')}, best validation epoch: {training.get('best_epoch', '?')}"
         f" (its weights are the ones saved). Model config: `{json.dumps(model['config'])}`.",
+    ]
+    if training.get("mmd"):
+        lines += [
+            "",
+            f"Trained with an MMD penalty (weight {training['mmd']:g}, `--mmd`) that pulls the codes' overall "
+            "distribution onto the N(0, I) prior (InfoVAE, Zhao et al. 2019): fewer prior samples fall between "
+            "the digit clusters and decode to blends, for a few nats of ELBO.",
+        ]
+    lines += [
         "",
         "## Metrics on the validation split",
     ]
