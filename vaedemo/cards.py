@@ -25,7 +25,7 @@ SAMPLE_NOTE = (
 INTENDED = {
     "ae": "Showing what a deterministic code keeps: reconstructions, a 4-D latent map, and why sampling an AE's latent space gives poor digits.",
     "vae": "The lecture's MLP VAE: reconstructions, ELBO scores, prior samples, interpolation and traversal along the most informative dimensions.",
-    "conv-vae": "A convolutional VAE (latent 16): sharper reconstructions and samples than the MLP VAE.",
+    "conv-vae": "A convolutional VAE (latent 16): the one to sample from and walk between digits, as its prior samples read as digits more often than the MLP VAE's.",
     "cvae": "Asking for a chosen digit: the label is an input, so the latent code holds style (slant, thickness) alone.",
 }
 
