@@ -46,6 +46,11 @@ def app_env(tmp_path_factory):
     for name, (kind, latent) in TINY_CHECKPOINTS.items():
         run(RunSpec(name=name, model=kind, latent_dim=latent, max_train=600, iwae_k=5,
                     train=TrainConfig(epochs=1)))
+    from vaedemo.classifier import save_classifier, train_classifier
+    from vaedemo.data import mnist10k
+
+    reader, meta = train_classifier(mnist10k().limit(3000), epochs=2)  # labels the Sample tab's grid
+    save_classifier(reader, "classifier-mnist", {"metrics": meta})
     yield root
     for key, value in saved.items():
         if value is None:

@@ -186,6 +186,27 @@ def test_sample_is_repeatable_for_a_seed_and_differs_for_another(kind):
     assert not np.allclose(a, service.sample(name, count=5, seed=8))
 
 
+def test_digits_are_read_by_the_classifier_once_one_is_installed(tiny_dir):
+    from vaedemo.classifier import save_classifier, train_classifier
+    from vaedemo.data import mnist10k
+
+    val = mnist10k()
+    digits, labels = val.x_val[:200].astype(np.float32) / 255.0, val.y_val[:200]  # not seen in training
+    assert service.read_digits(digits) is None  # no classifier yet: the app shows samples unlabelled
+    reader, meta = train_classifier(mnist10k().limit(3000), epochs=2)
+    save_classifier(reader, "classifier-mnist", {"metrics": meta})
+    try:
+        reading = service.read_digits(digits)
+        assert reading.labels.shape == reading.confidence.shape == (200,)
+        assert (reading.labels == labels).mean() > 0.8 and reading.clear.mean() > 0.5
+        (tiny_dir / "classifier-mnist" / "model.safetensors").write_bytes(b"not a tensor file")
+        assert service.read_digits(digits) is None  # a damaged classifier is skipped, not an error
+    finally:
+        import shutil
+
+        shutil.rmtree(tiny_dir / "classifier-mnist")
+
+
 def test_low_temperature_samples_stay_close_to_the_mean():
     cold = service.sample("tiny-vae2", count=32, temperature=0.1, seed=1)
     hot = service.sample("tiny-vae2", count=32, temperature=2.0, seed=1)

@@ -238,6 +238,16 @@ def test_sample_is_reproducible_and_offers_a_png(ui):
     assert "Gaussian fitted" in ae_note
 
 
+def test_sample_grid_shows_what_the_classifier_reads(ui):
+    grid, download, note = ui.sample("tiny-vae", 16, 1.0, 5, "any")
+    assert "reads" in note and "of 16 as clear digits" in note
+    pixels = np.asarray(grid.convert("RGB")).astype(int)
+    coloured = (np.abs(pixels[..., 0] - pixels[..., 1]) > 40).sum()  # green or amber label text; digits are grey
+    assert grid.mode == "RGB" and coloured > 16 * 10
+    clean = Image.open(_value(download))
+    assert clean.mode == "L"  # the downloaded grid carries no labels
+
+
 def test_sample_controls_follow_the_model(ui):
     digit, note, dims, kl = ui.sample_controls("tiny-cvae")
     assert _visible(digit) is True

@@ -7,6 +7,7 @@ import json
 import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,6 +55,21 @@ def image_grid(images: np.ndarray, ncols: int | None = None, scale: int = 1, pad
         r, c = divmod(i, ncols)
         canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
     return to_pil(canvas, scale)
+
+
+def label_grid(grid: Image.Image, labels: Any, clear: Any, ncols: int, cell: int, gap: int) -> Image.Image:
+    """A colour copy of an ``image_grid`` with each tile's label in its top-left corner: green for a
+    clear reading, amber with a "?" for an unsure one. ``cell`` and ``gap`` are in output pixels."""
+    from PIL import ImageDraw, ImageFont
+
+    out = grid.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, cell // 6))
+    for i, (label, ok) in enumerate(zip(labels, clear)):
+        r, c = divmod(i, ncols)
+        draw.text((c * (cell + gap) + 3, r * (cell + gap) + 1), f"{int(label)}" if ok else f"{int(label)}?",
+                  fill=(63, 185, 80) if ok else (230, 160, 40), font=font)
+    return out
 
 
 def to_png_bytes(pil: Image.Image) -> bytes:

@@ -490,6 +490,46 @@ def sample(checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int
     return _decode(model, z, labels)
 
 
+@dataclass
+class Reading:
+    """What the digit classifier reads in each image."""
+
+    labels: np.ndarray  # (N,) the most likely digit
+    confidence: np.ndarray  # (N,) its probability
+    threshold: float  # at or above it a reading counts as clear (the issue's 0.9)
+
+    @property
+    def clear(self) -> np.ndarray:
+        return self.confidence >= self.threshold
+
+
+_READER_LOCK = threading.Lock()
+_READER: dict[tuple, Any] = {}  # file signature → the loaded classifier (one entry)
+
+
+def read_digits(images: np.ndarray, threshold: float = 0.9) -> Reading | None:
+    """``classifier-mnist``'s reading of images (N, 28, 28) in [0, 1]; None when it is not installed
+    or cannot be read, so the app still shows the images."""
+    from .classifier import DEFAULT_NAME, load_classifier
+
+    try:
+        folder = resolve(DEFAULT_NAME)
+        sig = file_signature(folder)
+        if sig[0] is None:
+            return None
+        with _READER_LOCK:
+            reader = _READER.get(sig)
+            if reader is None:
+                reader = load_classifier(DEFAULT_NAME)
+                _READER.clear()
+                _READER[sig] = reader
+    except ValueError as e:
+        log.warning("No digit classifier to read samples with: %s", e)
+        return None
+    probs = reader.predict_proba(np.asarray(images, dtype=np.float32))
+    return Reading(probs.argmax(1), probs.max(1), threshold)
+
+
 # ---------------------------------------------------------------------------------- interpolate
 
 

@@ -549,10 +549,25 @@ def sample(checkpoint, count=64, temperature=1.0, seed=0, digit="any"):
     checkpoint = _need(checkpoint)
     info = _info(checkpoint)
     images = service.sample(checkpoint, count, temperature, seed, _digit_choice(digit) if info["conditional"] else None)
-    grid = exports.image_grid(images, ncols=math.ceil(math.sqrt(len(images))), scale=3, pad=2)
+    ncols = math.ceil(math.sqrt(len(images)))
+    grid = exports.image_grid(images, ncols=ncols, scale=3, pad=2)
+    note = info["sampling_note"]
+    reading = service.read_digits(images)
+    if reading is not None:  # the shown grid carries the classifier's labels; the download stays clean
+        grid = exports.label_grid(grid, reading.labels, reading.clear, ncols, cell=28 * 3, gap=2 * 3)
+        note += "\n\n" + _reading_note(reading)
     path = _export_path(f"samples-{checkpoint}-seed{int(float(seed))}.png")
     path.write_bytes(exports.to_png_bytes(exports.image_grid(images, pad=2)))
-    return grid, gr.update(value=str(path), visible=True), info["sampling_note"]
+    return grid, gr.update(value=str(path), visible=True), note
+
+
+def _reading_note(reading: service.Reading) -> str:
+    clear = reading.clear
+    counts = np.bincount(reading.labels[clear], minlength=10)
+    read = " · ".join(f"{d}×{c}" for d, c in enumerate(counts) if c) or "none"
+    return (f"**The digit classifier reads {int(clear.sum())} of {len(clear)} as clear digits** "
+            f"(≥ {reading.threshold:.0%} sure; green labels). Amber labels with a ? mark blends and scribbles "
+            f"it is unsure of. Clear ones by digit: {read}.")
 
 
 @friendly
