@@ -172,7 +172,7 @@ class _Entry:
     folder: Path
     fingerprint: int  # content hash of the weights (see _fingerprint)
     sig: tuple
-    model: LatentModel
+    model: torch.nn.Module  # a LatentModel, or the digit classifier in READERS
     config: dict
     lock: threading.RLock = field(default_factory=threading.RLock)
     extras: dict = field(default_factory=dict)
@@ -198,10 +198,12 @@ class ModelStore:
     Models are in eval mode and are never changed by requests; a checkpoint saved again under
     the same name is reloaded on the next call. At most ``max_models`` stay loaded (LRU).
     Entries are keyed by folder, so changing $VAEDEMO_CHECKPOINT_DIR never mixes two checkpoints.
+    ``load(folder, device)`` returns (model, config) and raises ValueError with the reason.
     """
 
-    def __init__(self, max_models: int = 8):
+    def __init__(self, max_models: int = 8, load: Callable[[Path, Any], tuple[torch.nn.Module, dict]] = load_folder):
         self.max_models = max_models
+        self._load = load
         self._lock = threading.Lock()  # guards the two dicts below
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # folder → entry
         self._loading: dict[str, threading.Lock] = {}  # one loader per folder; others wait for it
@@ -223,7 +225,7 @@ class ModelStore:
                 cached = self._entries.get(key)
                 if cached is not None and cached.sig == sig:
                     return cached
-            model, config = load_folder(folder, pick_device())  # raises ValueError with the reason
+            model, config = self._load(folder, pick_device())  # raises ValueError with the reason
             model.eval().requires_grad_(False)
             entry = _Entry(name, folder, _fingerprint(folder), sig, model, config)
             with self._lock:
@@ -233,7 +235,7 @@ class ModelStore:
                     self._entries.popitem(last=False)
         return entry
 
-    def get(self, name: Any) -> LatentModel:
+    def get(self, name: Any) -> torch.nn.Module:
         """The loaded model (eval mode, on ``pick_device()``); ValueError for a bad, missing or broken name."""
         return self.entry(name).model
 
@@ -503,26 +505,24 @@ class Reading:
         return self.confidence >= self.threshold
 
 
-_READER_LOCK = threading.Lock()
-_READER: dict[tuple, Any] = {}  # file signature → the loaded classifier (one entry)
+def _load_classifier(folder: Path, device: Any) -> tuple[torch.nn.Module, dict]:
+    from .classifier import load_classifier
+
+    return load_classifier(folder.name).to(device), {}
+
+
+READERS = ModelStore(max_models=1, load=_load_classifier)  # the digit classifier, reloaded when saved again
 
 
 def read_digits(images: np.ndarray, threshold: float = 0.9) -> Reading | None:
     """``classifier-mnist``'s reading of images (N, 28, 28) in [0, 1]; None when it is not installed
     or cannot be read, so the app still shows the images."""
-    from .classifier import DEFAULT_NAME, load_classifier
+    from .classifier import DEFAULT_NAME, classifier_available
 
+    if not classifier_available(DEFAULT_NAME):
+        return None
     try:
-        folder = resolve(DEFAULT_NAME)
-        sig = file_signature(folder)
-        if sig[0] is None:
-            return None
-        with _READER_LOCK:
-            reader = _READER.get(sig)
-            if reader is None:
-                reader = load_classifier(DEFAULT_NAME)
-                _READER.clear()
-                _READER[sig] = reader
+        reader = READERS.get(DEFAULT_NAME)
     except ValueError as e:
         log.warning("No digit classifier to read samples with: %s", e)
         return None

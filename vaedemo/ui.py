@@ -501,13 +501,18 @@ def latent_map_auto(checkpoint, method, n, here, key, progress=gr.Progress()):
     return latent_map.__wrapped__(checkpoint, method, n, here, progress)
 
 
+def _map_click(key, evt: gr.EventData) -> dict:
+    """The click's data, once a map is drawn (``key`` says which)."""
+    if not key:
+        raise ValueError("Draw the map first.")
+    return _event_data(evt)
+
+
 @friendly
 @zerogpu.gpu("reconstruct")
 def map_point(key, evt: gr.EventData):
     """A click on a point: that digit and the model's reconstruction of it."""
-    if not key:
-        raise ValueError("Draw the map first.")
-    data = _event_data(evt)
+    data = _map_click(key, evt)
     index = _whole(data.get("index"), "The digit number", 0, service.MAP_SIZE - 1)
     r = service.reconstruct(index, key["checkpoint"], n_samples=0)
     label = int(_bundled()[1][index])
@@ -521,9 +526,7 @@ def map_point(key, evt: gr.EventData):
 @zerogpu.gpu("reconstruct")
 def map_space(key, evt: gr.EventData):
     """A click on empty space: decode the code behind that place of the map."""
-    if not key:
-        raise ValueError("Draw the map first.")
-    data = _event_data(evt)
+    data = _map_click(key, evt)
     x, y = data.get("x"), data.get("y")
     p = service.decode_at(key["checkpoint"], key["method"], x, y, n=key["n"])
     how = "the exact inverse of PCA" if key["method"] == "pca" else "a weighted average of the 10 nearest codes"
@@ -549,12 +552,13 @@ def sample(checkpoint, count=64, temperature=1.0, seed=0, digit="any"):
     checkpoint = _need(checkpoint)
     info = _info(checkpoint)
     images = service.sample(checkpoint, count, temperature, seed, _digit_choice(digit) if info["conditional"] else None)
-    ncols = math.ceil(math.sqrt(len(images)))
-    grid = exports.image_grid(images, ncols=ncols, scale=3, pad=2)
+    ncols, scale, pad = math.ceil(math.sqrt(len(images))), 3, 2
+    grid = exports.image_grid(images, ncols=ncols, scale=scale, pad=pad)
     note = info["sampling_note"]
     reading = service.read_digits(images)
     if reading is not None:  # the shown grid carries the classifier's labels; the download stays clean
-        grid = exports.label_grid(grid, reading.labels, reading.clear, ncols, cell=28 * 3, gap=2 * 3)
+        grid = exports.label_grid(grid, reading.labels, reading.clear, ncols,
+                                  cell=images.shape[-1] * scale, gap=pad * scale)
         note += "\n\n" + _reading_note(reading)
     path = _export_path(f"samples-{checkpoint}-seed{int(float(seed))}.png")
     path.write_bytes(exports.to_png_bytes(exports.image_grid(images, pad=2)))
