@@ -73,3 +73,19 @@ def test_channels_and_mmd_options_reach_the_saved_model(tmp_path):
     assert proc.returncode == 2 and "three widths" in proc.stderr
     proc = cli("train", "--model", "vae", "--channels", "4,8,16", "--name", "v", ckdir=tmp_path, check=False)
     assert proc.returncode == 2 and "convolutional models" in proc.stderr
+
+
+def test_learnt_prior_and_ema_options_reach_the_saved_model(tmp_path):
+    cli("train", "--model", "vae", "--latent-dim", "3", "--hidden-dim", "32", "--prior-components", "7",
+        "--ema", "0.99", "--epochs", "1", "--max-train", "300", "--iwae-k", "5", "--name", "p", "--quiet",
+        ckdir=tmp_path)
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert config["model"]["config"]["prior_components"] == 7 and config["training"]["ema"] == 0.99
+    cli("card", "p", ckdir=tmp_path)
+    card = (tmp_path / "p" / "README.md").read_text()
+    assert "mixture of 7 Gaussians" in card and "moving average" in card
+    proc = cli("train", "--model", "ae", "--prior-components", "3", "--name", "a", ckdir=tmp_path, check=False)
+    assert proc.returncode == 2 and "no prior to learn" in proc.stderr
+    proc = cli("train", "--model", "vae", "--prior-components", "3", "--mmd", "5", "--name", "b", "--epochs", "1",
+               "--max-train", "300", ckdir=tmp_path, check=False)
+    assert proc.returncode == 2 and "learnt prior" in proc.stderr

@@ -136,3 +136,59 @@ def test_conv_models_take_channel_widths():
     assert model.decode(model.encode(torch.rand(2, 1, 28, 28))[0]).shape == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="channels"):
         build_model("ae", channels=(8, 0, 32))
+
+
+def test_mixture_prior_density_matches_torch_distributions():
+    """The learnt prior's log p(z) (computed without an (N, K, D) tensor) is the mixture's density."""
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=6, hidden_dim=32, prior_components=5)
+    with torch.no_grad():
+        model.prior.means.normal_(0, 2)
+        model.prior.logvars.uniform_(-2, 1)
+    dist = torch.distributions
+    mixture = dist.MixtureSameFamily(
+        dist.Categorical(torch.ones(5)),
+        dist.Independent(dist.Normal(model.prior.means, (0.5 * model.prior.logvars).exp()), 1))
+    z = torch.randn(3, 40, 6) * 3
+    assert torch.allclose(model.log_prior(z), mixture.log_prob(z), atol=1e-3)
+    assert model.log_prior(z).shape == (3, 40)
+    plain = build_model("vae", latent_dim=6, hidden_dim=32)
+    assert plain.prior is None
+    assert torch.allclose(plain.log_prior(z), dist.Normal(0, 1).log_prob(z).sum(-1), atol=1e-4)
+
+
+def test_mixture_prior_samples_come_from_its_components():
+    torch.manual_seed(0)
+    model = build_model("conv-vae", latent_dim=3, hidden_dim=16, prior_components=2)
+    with torch.no_grad():
+        model.prior.means.copy_(torch.tensor([[10.0, 0, 0], [-10.0, 0, 0]]))
+        model.prior.logvars.fill_(-4.0)
+    z = model.sample_prior(400, 1.0, torch.Generator().manual_seed(1))
+    assert ((z[:, 0] - 10).abs() < 1).float().mean() > 0.3 and ((z[:, 0] + 10).abs() < 1).float().mean() > 0.3
+    assert ((z[:, 0].abs() - 10).abs() < 1).all()  # every draw sits on a component, none in between
+    cold = model.sample_prior(50, 1e-6, torch.Generator().manual_seed(2))
+    assert set(cold[:, 0].round().tolist()) <= {10.0, -10.0}
+    mean, std = model.prior.moments()
+    assert abs(float(mean[0])) < 1e-5 and abs(float(std[0]) - 10) < 0.01
+
+
+def test_kl_under_a_learnt_prior_is_an_unbiased_estimate():
+    """With one component at N(0, I), the one-draw KL averages to the closed form the plain VAE uses."""
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=4, hidden_dim=32, prior_components=1)
+    with torch.no_grad():
+        model.prior.means.zero_()
+        model.prior.logvars.zero_()
+    plain = build_model("vae", latent_dim=4, hidden_dim=32)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior.")})
+    x = torch.rand(4, 1, 28, 28)
+    exact = float(plain.loss(x).kl)
+    estimates = torch.stack([model.loss(x).kl for _ in range(2000)])
+    assert abs(float(estimates.mean()) - exact) < 0.05 * exact + 0.01
+    assert float(estimates.std()) > 0  # an estimate, not the closed form
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, 10**6])
+def test_bad_prior_component_counts_are_refused(value):
+    with pytest.raises(ValueError, match="prior_components"):
+        build_model("vae", prior_components=value)

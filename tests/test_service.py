@@ -5,14 +5,16 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from vaedemo import service
 from vaedemo.data import bundled_digits
 
-from _tiny import TINY, tiny_dir  # noqa: F401  (tiny_dir is a fixture)
+from _tiny import PRIORS, TINY, tiny_dir  # noqa: F401  (tiny_dir is a fixture)
 
 pytestmark = pytest.mark.usefixtures("tiny_dir")
-KINDS = {TINY[name][0]: name for name in TINY}  # kind → checkpoint name
+KINDS = {TINY[name][0]: name for name in TINY if name not in PRIORS}  # kind → checkpoint name (N(0, I) priors)
+MIX = "tiny-mix-vae"  # the VAE with a learnt mixture prior
 X, Y = bundled_digits()
 
 
@@ -205,6 +207,42 @@ def test_digits_are_read_by_the_classifier_once_one_is_installed(tiny_dir):
         import shutil
 
         shutil.rmtree(tiny_dir / "classifier-mnist")
+
+
+def test_a_learnt_prior_is_sampled_from_its_components():
+    from vaedemo.service import STORE
+
+    model = STORE.entry(MIX).model
+    info = service.checkpoint_info(MIX)
+    assert "mixture of 5 Gaussians" in info["sampling_note"]
+    samples = service.sample(MIX, count=16, seed=3)
+    np.testing.assert_array_equal(samples, service.sample(MIX, count=16, seed=3))
+    with torch.no_grad():
+        centres = model.decode(model.prior.means)[:, 0].numpy()  # (5, 28, 28)
+        draws = model.sample_prior(4000, 1.0, torch.Generator().manual_seed(0))
+    cold = service.sample(MIX, count=16, temperature=1e-4, seed=3)
+    gaps = np.abs(cold[:, None] - centres[None]).max(axis=(2, 3))  # (16, 5)
+    assert (gaps.min(1) < 1e-3).all()  # at T → 0 every sample is one component's centre
+    assert len(set(gaps.argmin(1).tolist())) > 1
+    rms = float(draws.pow(2).sum(1).mean().sqrt())
+    assert abs(info["typical_norm"] - rms) < 0.05 * rms  # the "typical length" line of the slerp plot
+
+
+def test_a_learnt_prior_scores_digits_like_evaluate_does():
+    from vaedemo.metrics import evaluate
+    from vaedemo.service import STORE, _neg_elbo
+
+    model = STORE.entry(MIX).model
+    x, y = X[:200], Y[:200]
+    per_digit = _neg_elbo(model, x.astype(np.float32) / 255.0)
+    assert np.isfinite(per_digit).all()
+    assert abs(per_digit.mean() - evaluate(model, x, y, iwae_k=0)["neg_elbo"]) < 3.0
+    r = service.reconstruct(X[0], MIX)
+    assert r.neg_elbo is not None and 0 <= r.elbo_percentile <= 100
+    ranked = service.dims_by_kl(MIX)
+    assert len(ranked) == 4 and all(np.isfinite(v) and v >= 0 for _, v in ranked)
+    t = service.traverse(MIX, X[0], dims=[ranked[0][0]], steps=5)
+    assert t.images.shape == (1, 5, 28, 28) and not np.allclose(t.images[0, 0], t.images[0, -1])
 
 
 def test_low_temperature_samples_stay_close_to_the_mean():

@@ -115,3 +115,39 @@ def test_mmd_penalty_pulls_the_codes_toward_the_prior(small):
     assert codes_mmd(200.0) < 0.5 * codes_mmd(0.0)
     with pytest.raises(ValueError, match="mmd"):
         TrainConfig(mmd=-1.0).validate()
+
+
+def test_learnt_prior_moves_onto_the_codes(small):
+    """Training a mixture prior raises log p(z) of the codes above what N(0, I) gives them."""
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=2, hidden_dim=64, prior_components=10)
+    train(model, small, TrainConfig(epochs=6, batch_size=50, lr=2e-2, kl_warmup_epochs=1))
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.as_tensor(small.x_val[:500], dtype=torch.float32).unsqueeze(1) / 255)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        learnt = float(model.log_prior(z).mean())
+        standard = float(torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1).mean())
+    assert learnt > standard + 0.5
+    with pytest.raises(ValueError, match="MMD"):
+        train(model, small, TrainConfig(epochs=1, mmd=10.0))
+
+
+def test_ema_keeps_the_averaged_weights(small):
+    """With weight averaging the kept weights trail the last ones: at decay 0.99999 they stay near
+    the first step's weights (where the average starts)."""
+    def run_with(ema):
+        torch.manual_seed(0)
+        model = build_model("ae", latent_dim=2)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        result = train(model, small, TrainConfig(epochs=3, batch_size=100, ema=ema), keep_best=False)
+        moved = sum(float((v - start[k]).abs().sum()) for k, v in model.state_dict().items())
+        return moved, result
+
+    moved_plain, _ = run_with(0.0)
+    moved_avg, result = run_with(0.99999)
+    assert moved_avg < 0.3 * moved_plain
+    assert result.history[-1].val_loss > 0  # validation scored the averaged (nearly untrained) weights
+    moved_half, _ = run_with(0.5)  # a short average: close to the last weights
+    assert moved_half > 0.5 * moved_plain
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0).validate()

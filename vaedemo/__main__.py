@@ -54,9 +54,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
                      schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp,
-                     weight_decay=args.weight_decay, mmd=args.mmd)
+                     weight_decay=args.weight_decay, mmd=args.mmd, ema=args.ema)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
-                   hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta, resume=args.resume, overwrite=args.overwrite,
+                   hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta,
+                   prior_components=args.prior_components, resume=args.resume, overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
                    command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     stop = threading.Event()
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 penalty on the weights")
     t.add_argument("--mmd", type=float, default=0.0,
                    help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); fewer unreadable samples")
+    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) and save it instead of the last ones")
+    t.add_argument("--prior-components", type=int, default=0, metavar="K",
+                   help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")

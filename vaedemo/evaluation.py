@@ -14,12 +14,12 @@ from .models import LatentModel
 
 @torch.no_grad()
 def prior_samples(model: LatentModel, n: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-    """(n, 28, 28) decoded means of z ~ N(0, T² I); a cvae cycles through the digits 0..9."""
+    """(n, 28, 28) decoded means of z drawn from the prior at temperature T (N(0, T² I) unless the
+    prior is learnt); a cvae cycles through the digits 0..9."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=gen) * temperature
+    z = model.sample_prior(n, temperature, gen)
     y = torch.arange(n) % getattr(model.config, "num_classes", 10) if model.conditional else None
-    device = next(model.parameters()).device
-    return model.decode(z.to(device), y.to(device) if y is not None else None)[:, 0].cpu().numpy()
+    return model.decode(z, y.to(z.device) if y is not None else None)[:, 0].cpu().numpy()
 
 
 def pca_baseline_mse(x_train: np.ndarray, x_val: np.ndarray, n_components: int) -> float:

@@ -23,7 +23,7 @@ from .checkpoints import resolve, validate_name
 from .data import DATASETS, load_dataset
 from .models import REGISTRY, LatentModel, validate_config
 from .projections import PCAProjection
-from .service import _decode, _encode, _normal, _number, _whole
+from .service import _decode, _encode, _normal, _number, _prior_draws, _whole
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ class TrainingManager:
             recon = _decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
             eps = _normal((PREVIEW_COUNT, model.latent_dim), seed=0).astype(np.float64)
             if model.variational:
-                z = eps
+                z = _prior_draws(model, eps, seed=0)
             else:
                 cov = np.atleast_2d(np.cov(codes.astype(np.float64), rowvar=False)) + 1e-6 * np.eye(model.latent_dim)
                 z = codes.mean(0) + eps @ np.linalg.cholesky(cov).T

@@ -11,19 +11,13 @@ import numpy as np
 import torch
 
 from .data import to_unit_float
-from .models import LatentModel, bernoulli_nll, gaussian_kl
-
-LOG_2PI = math.log(2 * math.pi)
+from .models import LatentModel, bernoulli_nll, gaussian_kl, normal_logpdf
 
 
 def binarize(x: torch.Tensor, seed: int) -> torch.Tensor:
     """Stochastic binarization: each pixel is 1 with probability equal to its intensity."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     return torch.bernoulli(x.cpu(), generator=gen).to(x.device)
-
-
-def _normal_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
 @torch.no_grad()
@@ -43,8 +37,8 @@ def iwae_nll(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, k: int
         yy = y.repeat(m) if y is not None else None
         logits = model.decode_logits(z.reshape(m * n, d), yy)  # (m*N, 1, 28, 28)
         log_px_z = -bernoulli_nll(logits, x.repeat(m, 1, 1, 1)).view(m, n)
-        log_pz = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
-        log_qz = _normal_logpdf(z, mu, logvar)
+        log_pz = model.log_prior(z)
+        log_qz = normal_logpdf(z, mu, logvar)
         log_w.append(log_px_z + log_pz - log_qz)
     log_w = torch.cat(log_w)  # (k, N)
     return -(torch.logsumexp(log_w, 0) - math.log(k))
@@ -70,6 +64,7 @@ def evaluate(model: LatentModel, images: np.ndarray, labels: np.ndarray | None =
 
     sums = {"recon": 0.0, "kl": 0.0, "mse": 0.0, "iwae": 0.0}
     kl_per_dim = torch.zeros(model.latent_dim, dtype=torch.float64)
+    means = []
     with torch.random.fork_rng(devices=[device.type] if device.type == "cuda" else []):
         for i in range(0, len(x_all), batch_size):
             torch.manual_seed(seed * 1_000_003 + i)  # per batch, so the ELBO does not depend on iwae_k
@@ -82,6 +77,7 @@ def evaluate(model: LatentModel, images: np.ndarray, labels: np.ndarray | None =
             sums["mse"] += (mean_out.x_hat - x).pow(2).mean(dim=(1, 2, 3)).sum().item()
             if out.logvar is not None:
                 kl_per_dim += gaussian_kl(out.mu, out.logvar).sum(0).double().cpu()
+                means.append(out.mu.double().cpu())
                 if iwae_k:
                     sums["iwae"] += iwae_nll(model, x, y, iwae_k).sum().item()
     model.train(was_training)
@@ -94,11 +90,14 @@ def evaluate(model: LatentModel, images: np.ndarray, labels: np.ndarray | None =
         "mse": sums["mse"] / n,
     }
     if model.variational:
-        avg_kl = kl_per_dim / n
+        if model.prior is None:  # a unit whose posteriors stay on the prior carries no information
+            used = kl_per_dim / n > 0.01
+        else:  # under a learnt prior: Burda et al.'s (2016) test, Cov_x(E_q[z]) > 0.01
+            used = torch.cat(means).var(0) > 0.01
         result.update(
             neg_elbo=(sums["recon"] + sums["kl"]) / n,
             kl_nats=sums["kl"] / n,
-            active_units=int((avg_kl > 0.01).sum()),
+            active_units=int(used.sum()),
             latent_dim=model.latent_dim,
         )
         if iwae_k:

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+LOG_2PI = math.log(2 * math.pi)
 
 class Loss(NamedTuple):
     """Per-image averages, in nats: ``total = recon + beta * kl``."""
@@ -47,6 +48,7 @@ class AEConfig:
 class ConvVAEConfig(AEConfig):
     latent_dim: int = 16
     beta: float = 1.0  # weight on the KL term (Higgins et al. 2017, beta-VAE)
+    prior_components: int = 0  # 0: the N(0, I) prior; K: a learnt mixture of K Gaussians (MixturePrior)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class VAEConfig:
     latent_dim: int = 200
     beta: float = 1.0  # weight on the KL term (beta-VAE)
     image_size: int = 28
+    prior_components: int = 0  # 0: the N(0, I) prior; K: a learnt mixture of K Gaussians (MixturePrior)
 
 
 @dataclass
@@ -90,6 +93,9 @@ def validate_config(config: Any) -> None:
     beta = getattr(config, "beta", None)
     if beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta) and 0 <= beta <= 1000):
         raise ValueError(f"beta must be a number between 0 and 1000, not {beta!r}.")
+    components = getattr(config, "prior_components", 0)
+    if isinstance(components, bool) or not isinstance(components, int) or not 0 <= components <= 10_000:
+        raise ValueError(f"prior_components must be a whole number from 0 to 10000, not {components!r}.")
     if getattr(config, "image_size", 28) != 28:
         raise ValueError("These models are built for 28x28 images.")
     channels = getattr(config, "channels", None)
@@ -109,6 +115,11 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """
     std = torch.exp(0.5 * logvar)
     return mu + std * torch.randn_like(std)
+
+
+def normal_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -144,6 +155,44 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
+# ---------------------------------------------------------------------------------- priors
+
+
+class MixturePrior(nn.Module):
+    """A learnt prior p(z) = 1/K sum_k N(z; m_k, diag s_k^2), trained with the rest of the model.
+
+    Under N(0, I) much of the prior's mass lies where no digit's code goes (its "holes"), and
+    samples from there decode to blends. A prior learnt with the encoder follows the codes
+    instead: the mixture-of-Gaussians prior of Dilokthanakul et al. (2016) and the simpler
+    cousin of Tomczak & Welling's VampPrior (2018). The weights are equal and fixed.
+    """
+
+    def __init__(self, components: int, latent_dim: int):
+        super().__init__()
+        # Near-identical bumps around 0 that part as the codes spread out (as VampPrior starts).
+        self.means = nn.Parameter(0.1 * torch.randn(components, latent_dim))
+        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), (...,) for z of shape (..., D)."""
+        flat = z.reshape(-1, z.shape[-1])
+        inv = torch.exp(-self.logvars)  # (K, D)
+        # sum_d (z_d - m_kd)^2 / s_kd^2, expanded into matrix products: (M, K) without an (M, K, D) tensor
+        quad = flat.pow(2) @ inv.T - 2 * flat @ (self.means * inv).T + (self.means.pow(2) * inv).sum(1)
+        log_n = -0.5 * (z.shape[-1] * LOG_2PI + self.logvars.sum(1) + quad.clamp_min(0))
+        return (torch.logsumexp(log_n, dim=1) - math.log(len(self.means))).view(z.shape[:-1])
+
+    def sample(self, eps: torch.Tensor, components: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """z = m_k + T s_k eps for the given standard-normal draws (N, D) and component indices (N,)."""
+        return self.means[components] + temperature * torch.exp(0.5 * self.logvars[components]) * eps
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (D,), standard deviation (D,)) of the whole mixture, per dimension."""
+        mean = self.means.mean(0)
+        var = (self.logvars.exp() + self.means.pow(2)).mean(0) - mean.pow(2)
+        return mean, var.clamp_min(0).sqrt()
+
+
 # ---------------------------------------------------------------------------------- base
 
 
@@ -158,6 +207,8 @@ class LatentModel(nn.Module):
         super().__init__()
         validate_config(config)
         self.config = config
+        components = getattr(config, "prior_components", 0)
+        self.prior = MixturePrior(components, config.latent_dim) if components else None
 
     @property
     def latent_dim(self) -> int:
@@ -166,6 +217,21 @@ class LatentModel(nn.Module):
     @property
     def beta(self) -> float:
         return float(getattr(self.config, "beta", 0.0))
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), (...,) for z of shape (..., D): N(0, I), or the learnt mixture."""
+        if self.prior is not None:
+            return self.prior.log_prob(z)
+        return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+    def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, D) draws from the prior with its spread scaled by ``temperature``, on the model's device."""
+        eps = torch.randn(n, self.latent_dim, generator=generator)
+        device = next(self.parameters()).device
+        if self.prior is None:
+            return (eps * temperature).to(device)
+        k = torch.randint(len(self.prior.means), (n,), generator=generator)
+        return self.prior.sample(eps.to(device), k.to(device), temperature)
 
     # -- to implement
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -204,8 +270,11 @@ class LatentModel(nn.Module):
         recon = bernoulli_nll(logits, x).mean()
         if logvar is None:
             kl = torch.zeros((), device=x.device)
-        else:
+        elif self.prior is None:
             kl = gaussian_kl(mu, logvar).sum(1).mean()
+        else:  # no closed form under a mixture: a one-draw estimate of E_q[log q(z|x) - log p(z)]
+            zs = z if sample else reparameterize(mu, logvar)
+            kl = (normal_logpdf(zs, mu, logvar) - self.log_prior(zs)).mean()
         b = self.beta if beta is None else beta
         return Output(Loss(recon + b * kl, recon, kl), torch.sigmoid(logits), z, mu, logvar)
 

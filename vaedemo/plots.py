@@ -89,7 +89,8 @@ def code_bars(mu: np.ndarray, sigma: np.ndarray | None = None, title: str = "The
 
 def norm_paths(t: np.ndarray, lerp_norms: np.ndarray, slerp_norms: np.ndarray,
                typical_norm: float | None = None) -> go.Figure:
-    """‖z‖ along the straight (lerp) and spherical (slerp) paths; ``typical_norm`` draws √D for reference.
+    """‖z‖ along the straight (lerp) and spherical (slerp) paths; ``typical_norm`` draws the length
+    typical of a prior draw for reference (√D under N(0, I)).
 
     Under a N(0, I) prior almost all mass lies near ‖z‖ = √D, so a straight path that dips
     well below it passes through codes the decoder rarely saw (White 2016, "Sampling generative networks").
@@ -98,7 +99,7 @@ def norm_paths(t: np.ndarray, lerp_norms: np.ndarray, slerp_norms: np.ndarray,
     fig.add_trace(go.Scatter(x=np.asarray(t), y=np.asarray(lerp_norms), name="linear (lerp)", mode="lines+markers"))
     fig.add_trace(go.Scatter(x=np.asarray(t), y=np.asarray(slerp_norms), name="spherical (slerp)", mode="lines+markers"))
     if typical_norm is not None:
-        fig.add_hline(y=float(typical_norm), line_dash="dot", annotation_text="√D, typical under the prior")
+        fig.add_hline(y=float(typical_norm), line_dash="dot", annotation_text="typical under the prior")
     fig.update_layout(title=dict(text="Length of the code along each path"), xaxis_title="t",
                       yaxis_title="‖z‖", **_LAYOUT)
     return fig

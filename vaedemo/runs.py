@@ -28,6 +28,7 @@ class RunSpec:
     hidden_dim: int | None = None
     channels: tuple[int, int, int] | None = None  # conv widths of ae / conv-vae (default: the lecture's 8, 16, 32)
     beta: float | None = None
+    prior_components: int = 0  # VAEs: 0 for N(0, I), K for a learnt mixture of K Gaussians
     max_train: int | None = None  # cap on training items (the app's public mode uses it)
     resume: bool = False  # continue checkpoint `name` (its weights and Adam state)
     overwrite: bool = False
@@ -52,6 +53,9 @@ def _model_overrides(spec: RunSpec) -> dict:
         out["channels"] = tuple(spec.channels)
     if spec.model != "ae":
         out["beta"] = spec.beta
+        out["prior_components"] = spec.prior_components
+    elif spec.prior_components:
+        raise ValueError("A plain autoencoder has no prior to learn; pick a VAE.")
     elif spec.beta not in (None, 0):
         raise ValueError("A plain autoencoder has no KL term, so beta does not apply; pick a VAE.")
     return out

@@ -28,7 +28,7 @@ from .checkpoints import CONFIG, WEIGHTS, file_signature, load_folder, resolve, 
 from .data import bundled_digits, load_dataset
 from .device import pick_device
 from .images import preprocess_image
-from .models import LatentModel, bernoulli_nll, gaussian_kl
+from .models import LatentModel, bernoulli_nll, gaussian_kl, normal_logpdf
 from .projections import PCAProjection, TSNEProjection, _median_nn_spacing, far_from_map
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,22 @@ def checkpoint_info(checkpoint: str) -> dict:
     """What the UI needs to adapt to a model: kind, sizes, and how sampling works for it."""
     entry = STORE.entry(checkpoint)
     m = entry.model
-    note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
-            "the bundled digits." if not m.variational else "Samples are decoded from z ~ N(0, T²·I).")
+    typical = None  # the root-mean-square length of a prior draw
+    if not m.variational:
+        note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
+                "the bundled digits.")
+    elif m.prior is None:
+        note, typical = "Samples are decoded from z ~ N(0, T²·I).", math.sqrt(m.latent_dim)
+    else:
+        k = len(m.prior.means)
+        note = (f"This model learnt its prior: a mixture of {k} Gaussians placed where digits' codes lie. "
+                "Each sample picks one at random and draws from it, its spread scaled by T.")
+        with torch.no_grad():
+            typical = math.sqrt(float((m.prior.means.pow(2) + m.prior.logvars.exp()).sum(1).mean()))
     return {"name": entry.name, "kind": m.kind, "kind_label": KIND_LABELS.get(m.kind, m.kind),
             "latent_dim": m.latent_dim, "variational": m.variational, "conditional": m.conditional,
             "num_classes": int(getattr(m.config, "num_classes", 10)), "sampling_note": note,
+            "typical_norm": typical,
             "class_names": entry.config.get("class_names") or [str(i) for i in range(10)],
             "metrics": (entry.config.get("metrics") or {}).get("validation", {})}
 
@@ -327,7 +338,8 @@ def _normal(shape: tuple[int, ...], seed: int) -> np.ndarray:
 def _neg_elbo(model: LatentModel, images: np.ndarray, labels: Any = None, samples: int = ELBO_SAMPLES,
               seed: int = 0) -> np.ndarray:
     """-ELBO per image (N,) in nats, with beta = 1: KL analytically plus the reconstruction term
-    averaged over ``samples`` fixed draws of z ~ q(z|x) (Kingma & Welling 2014, eq. 10)."""
+    averaged over ``samples`` fixed draws of z ~ q(z|x) (Kingma & Welling 2014, eq. 10). Under a
+    learnt prior the KL has no closed form and is averaged over the same draws."""
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), BATCH // samples):
@@ -342,6 +354,9 @@ def _neg_elbo(model: LatentModel, images: np.ndarray, labels: Any = None, sample
         z = (mu + (0.5 * logvar).exp() * eps).reshape(samples * n, -1)  # (S*n, D)
         logits = model.decode_logits(z, y.repeat(samples) if y is not None else None)
         recon = bernoulli_nll(logits, x.repeat(samples, 1, 1, 1)).view(samples, n).mean(0)
+        if model.prior is not None:
+            zs = z.view(samples, n, -1)
+            kl = (normal_logpdf(zs, mu, logvar) - model.log_prior(zs)).mean(0)
         out.append((recon + kl).double().cpu().numpy())
     return np.concatenate(out)
 
@@ -379,7 +394,7 @@ def _validation_neg_elbo(entry: _Entry) -> np.ndarray:
 def _code_gaussian(entry: _Entry) -> tuple[np.ndarray, np.ndarray]:
     """(mean (D,), Cholesky factor (D, D)) of a Gaussian fitted to the bundled digits' codes.
 
-    An AE has no prior to sample from; this Gaussian stands in for it. VAEs use N(0, I).
+    An AE has no prior to sample from; this Gaussian stands in for it.
     """
     def compute(e: _Entry) -> tuple[np.ndarray, np.ndarray]:
         codes = _bundled_codes(e).astype(np.float64)
@@ -390,21 +405,47 @@ def _code_gaussian(entry: _Entry) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _prior(entry: _Entry) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) such that z = mean + scale @ eps, eps ~ N(0, I), draws from the sampling prior."""
-    if entry.model.variational:
-        d = entry.model.latent_dim
+    """(mean, scale) such that z = mean + scale @ eps, eps ~ N(0, I), draws from the sampling prior.
+
+    N(0, I) for a VAE; for a learnt mixture prior, the Gaussian with the mixture's mean and spread
+    per dimension (what grids and traversals measure in); the AE's fitted code Gaussian."""
+    model = entry.model
+    if model.variational and model.prior is None:
+        d = model.latent_dim
         return np.zeros(d), np.eye(d)
+    if model.variational:
+        with torch.no_grad():
+            mean, std = (t.double().cpu().numpy() for t in model.prior.moments())
+        return mean, np.diag(std)
     return _code_gaussian(entry)
 
 
+def _prior_draws(model: LatentModel, eps: np.ndarray, seed: int, temperature: float = 1.0) -> np.ndarray:
+    """A VAE's prior draws (N, D) made from standard-normal ``eps``: T * eps under N(0, I); a learnt
+    mixture also picks a component per draw, seeded by ``seed``."""
+    if model.prior is None:
+        return temperature * eps
+    k = np.random.default_rng(seed).integers(len(model.prior.means), size=len(eps))
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        z = model.prior.sample(torch.from_numpy(eps).float().to(device), torch.from_numpy(k).to(device), temperature)
+    return z.double().cpu().numpy()
+
+
 def _dim_scores(entry: _Entry) -> np.ndarray:
-    """(D,) average KL per dimension on the validation digits (VAE), or the codes' variance (AE)."""
+    """(D,) average KL per dimension on the validation digits (VAE), or the codes' variance (AE).
+
+    Under a learnt prior a single dimension's KL is not defined; the KL to the prior's Gaussian
+    stand-in (``_prior``) ranks the dimensions the same way, and is the KL itself under N(0, I)."""
     def compute(e: _Entry) -> np.ndarray:
         if not e.model.variational:
             return _bundled_codes(e).astype(np.float64).var(0)
         x, y = _validation()
         mu, logvar = _encode(e.model, x.astype(np.float32) / 255.0, y)
-        return gaussian_kl(torch.from_numpy(mu), torch.from_numpy(logvar)).double().mean(0).numpy()
+        mean, scale = _prior(e)
+        std = np.diag(scale)
+        return gaussian_kl(torch.from_numpy((mu - mean) / std),
+                           torch.from_numpy(logvar - 2 * np.log(std))).double().mean(0).numpy()
     return entry.extra("dim_scores", compute)
 
 
@@ -474,7 +515,7 @@ def sample(checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int
            digit: int | None = None) -> np.ndarray:
     """Decoded draws z ~ N(0, T²I), (count, 28, 28); the same arguments give the same images.
 
-    An AE samples a Gaussian fitted to the bundled digits' codes instead (``checkpoint_info``
+    A learnt mixture prior picks a component per draw and scales its spread by T. An AE samples a Gaussian fitted to the bundled digits' codes instead (``checkpoint_info``
     says so). A cvae draws ``digit``, or cycles 0..9 when it is None; other models ignore it.
     """
     entry = STORE.entry(checkpoint)
@@ -483,9 +524,12 @@ def sample(checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int
     temperature = _number(temperature, "The temperature", 0.0, 5.0, lo_open=True)
     seed = _whole(seed, "The seed", 0, 2**31 - 1)
     digit = _label(model, digit)
-    mean, scale = _prior(entry)
     eps = _normal((count, model.latent_dim), seed).astype(np.float64)
-    z = mean + temperature * eps @ scale.T  # (count, D)
+    if model.variational:
+        z = _prior_draws(model, eps, seed, temperature)
+    else:
+        mean, scale = _prior(entry)
+        z = mean + temperature * eps @ scale.T  # (count, D)
     labels = None
     if model.conditional:
         labels = np.full(count, digit) if digit is not None else np.arange(count) % model.config.num_classes
@@ -615,7 +659,8 @@ def traverse(checkpoint: str, image: Any, dims: Any = None, steps: int = 7, span
              label: int | None = None) -> Traversal:
     """Move a digit's code along single dimensions, from -span to +span σ, and decode each step.
 
-    σ is the prior's (1) for a VAE and the spread of the bundled digits' codes for an AE.
+    σ is the prior's (1 under N(0, I); the mixture's spread for a learnt prior) for a VAE and the
+    spread of the bundled digits' codes for an AE.
     ``dims`` None picks the top min(8, D) dimensions by KL (VAE) or variance (AE).
     """
     entry = STORE.entry(checkpoint)
@@ -631,7 +676,7 @@ def traverse(checkpoint: str, image: Any, dims: Any = None, steps: int = 7, span
     if model.conditional and label is None:
         label = _best_label(model, x)
     mu, _ = _encode(model, x[None], label)
-    unit = np.ones(model.latent_dim) if model.variational else np.sqrt(_dim_scores(entry))
+    unit = np.diag(_prior(entry)[1]) if model.variational else np.sqrt(_dim_scores(entry))
     values = np.linspace(-span, span, steps)
     z = np.repeat(mu.astype(np.float64), len(dims) * steps, axis=0).reshape(len(dims), steps, -1)
     for row, d in enumerate(dims):

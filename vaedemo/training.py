@@ -57,6 +57,7 @@ class TrainConfig:
     schedule_epochs: int = 0  # epochs the cosine spans, counted from epoch 1 (0: this call's epochs); for chunked runs
     weight_decay: float = 0.0
     mmd: float = 0.0  # weight of models.prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE); warms up with the KL
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0: off)
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
     device: str | None = None
@@ -74,6 +75,7 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number from {lo} to {hi}, not {value!r}.")
         for name, value, lo, hi in [("lr", self.lr, 1e-7, 10.0), ("kl_warmup_epochs", self.kl_warmup_epochs, 0, 1e5),
                                     ("weight_decay", self.weight_decay, 0, 1.0), ("mmd", self.mmd, 0, 1e6),
+                                    ("ema", self.ema, 0, 0.99999),
                                     ("max_seconds", self.max_seconds, 0, 1e7)]:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
                 raise ValueError(f"{name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, not {value!r}.")
@@ -213,6 +215,8 @@ def train(
     ``config.epochs`` counts the epochs to run now. ``stop`` is polled every batch.
     """
     config = (config or TrainConfig()).validate()
+    if config.mmd and getattr(model, "prior", None) is not None:
+        raise ValueError("The MMD penalty pulls the codes toward N(0, I); a model with a learnt prior does not use one.")
     device = pick_device(config.device)
     rank, world = dist_info()
     torch.manual_seed(config.seed)
@@ -242,6 +246,14 @@ def train(
         _optimizer_from_tensors(opt, resume_state)
         for group in opt.param_groups:
             group["lr"] = config.lr
+    # Polyak-style averaging: the average of the last ~1/(1-ema) steps' weights generalises better
+    # than the last weights; it is what validation sees and what is kept.
+    averaged = None
+    if config.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+    kept = averaged.module if averaged is not None else model
     steps = math.ceil(len(x_train) / batch_size)
     total_steps = steps * config.epochs
     result = TrainResult(model=model, epochs_done=start_epoch)
@@ -286,6 +298,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             sums += torch.stack([t.detach() for t in out.loss]) * len(idx)
             count += len(idx)
             if progress and step % report_every == 0:
@@ -300,7 +314,7 @@ def train(
         sums, count = totals[:3], int(totals[3].item())
         samples_seen += count
         train_loss, train_recon, train_kl = (sums / max(1, count)).tolist()
-        val = validation_loss(model, x_val, y_val, model.beta, seed=config.seed) if len(x_val) else (math.nan,) * 3
+        val = validation_loss(kept, x_val, y_val, model.beta, seed=config.seed) if len(x_val) else (math.nan,) * 3
         stats = EpochStats(epoch, train_loss, train_recon, train_kl, *val, count / max(seconds, 1e-9), seconds, beta, lr)
         result.history.append(stats)
         result.epochs_done = epoch
@@ -308,12 +322,12 @@ def train(
             raise ValueError("Training diverged (the loss became NaN or infinite); try a smaller learning rate.")
         score = val[0] if len(x_val) else train_loss
         if score < best[0] or best[1] is None:
-            best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = (score, {k: v.detach().clone() for k, v in kept.state_dict().items()})
             result.best_epoch = epoch
         if progress:
             rate = samples_seen / max(1e-9, time.perf_counter() - started)
             remaining = (config.epochs - local_epoch - 1) * len(x_train) / max(rate, 1e-9)
-            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, model))
+            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, kept))
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped = "early"
             break
@@ -323,6 +337,8 @@ def train(
 
     if keep_best and best[1] is not None:
         model.load_state_dict(best[1])
+    elif averaged is not None:
+        model.load_state_dict(kept.state_dict())
     model.eval()
     result.optimizer_state, result.optimizer_meta = _optimizer_to_tensors(opt)
     return result

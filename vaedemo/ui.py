@@ -615,8 +615,7 @@ def interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end
     b = _endpoint(end_image, end_index, "end")
     it = service.interpolate(checkpoint, a, b, steps)
     info = _info(checkpoint)
-    norms = plots.norm_paths(it.t, it.lerp_norms, it.slerp_norms,
-                             typical_norm=math.sqrt(info["latent_dim"]) if info["variational"] else None)
+    norms = plots.norm_paths(it.t, it.lerp_norms, it.slerp_norms, typical_norm=info["typical_norm"])
     frames = np.concatenate([it.lerp, np.zeros_like(it.lerp[:, :, :4]), it.slerp], axis=2)  # (steps, 28, 60)
     gif = _export_path(f"interpolation-{checkpoint}.gif")
     exports.animated_gif(frames, gif, fps=8, scale=4, bounce=True)

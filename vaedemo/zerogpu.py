@@ -68,6 +68,8 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
     best = (float("inf"), None, 0)
     done, stopped = 0, ""
     config = config.validate()
+    if config.ema:
+        raise ValueError("Weight averaging (ema) is not available for training in chunks on ZeroGPU.")
     while done < config.epochs:
         if _should_stop(stop):
             stopped = "stop"
