@@ -87,8 +87,8 @@ def test_tsne_map_works_through_the_api(client):
     assert data["method"] == "tsne" and len(data["x"]) == 500 and data["axis"][0].startswith("t-SNE")
 
 
-def test_train_streams_updates_and_the_model_can_be_used_at_once(client):
-    job = client.submit("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "api-run", api_name="/train")
+def test_train_streams_updates_and_the_model_can_be_used_at_once(client, app_env):
+    job = client.submit("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "api-run", 10, api_name="/train")  # a learnt prior
     first = next(job)  # the run has started
     assert "api-run" in first[5]
     # a second visitor is told the trainer is busy, and how far the run is
@@ -102,6 +102,8 @@ def test_train_streams_updates_and_the_model_can_be_used_at_once(client):
     # the new checkpoint works in every endpoint without a restart
     grid = client.predict("api-run", 4, 1.0, 0, "any", api_name="/sample")[0]
     assert Image.open(grid).format == "PNG"
+    config = json.loads((app_env / "api-run" / "config.json").read_text())
+    assert config["model"]["config"]["prior_components"] == 10
     with pytest.raises(AppError, match="already exists"):
         client.predict("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "api-run", api_name="/train")
 

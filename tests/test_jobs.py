@@ -69,10 +69,13 @@ def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
         trainer.start({"name": "x2", "epochs": 4})
     spec = jobs.build_run_spec({"name": "x3", "max_train": 9000, "epochs": "2"})
     assert spec.max_train == 5000 and spec.train.max_seconds == 300 and spec.train.epochs == 2
+    assert jobs.build_run_spec({"name": "x3", "prior_components": 10}).prior_components == 10
     for bad, words in [({"name": "x4", "dataset": "/etc"}, "Unknown dataset"), ({"name": "x5", "resume": True}, "Unknown"),
                        ({"name": "tiny-ae"}, "already exists"), ({"name": "x6", "lr": float("nan")}, "Lr"),
                        ({"name": "x7", "latent_dim": 10**6}, "Latent dim"), ({"name": "../x"}, "not a valid"),
-                       ({"name": "x8", "model": "gan"}, "Unknown model"), ({"name": "x9", "model": "ae", "beta": 2}, "beta")]:
+                       ({"name": "x8", "model": "gan"}, "Unknown model"), ({"name": "x9", "model": "ae", "beta": 2}, "beta"),
+                       ({"name": "x10", "model": "ae", "prior_components": 10}, "no prior to learn"),
+                       ({"name": "x11", "prior_components": -3}, "Prior components")]:
         with pytest.raises(ValueError, match=words):
             trainer.start(bad)
     with pytest.raises(ValueError, match="no training run"):

@@ -17,15 +17,15 @@ TARGETS = {
 }
 SAMPLE_NOTE = (
     "Sample quality is scored by `classifier-mnist` (a small CNN trained on the training split only, "
-    "{acc} validation accuracy) on 1,000 prior samples at temperature 1. Many VAE samples at temperature 1 "
-    "are blends of two classes, drawn from places the prior covers but no training digit maps to; the "
-    "classifier reads those as ambiguous, which is what the confidence share measures."
+    "{acc} validation accuracy) on 1,000 prior samples at temperature 1. Samples that blend two classes, "
+    "drawn from places the prior covers but no training digit maps to, are read as ambiguous; that is "
+    "what the confidence share measures."
 )
 
 INTENDED = {
     "ae": "Showing what a deterministic code keeps: reconstructions, a 4-D latent map, and why sampling an AE's latent space gives poor digits.",
     "vae": "The lecture's MLP VAE: reconstructions, ELBO scores, prior samples, interpolation and traversal along the most informative dimensions.",
-    "conv-vae": "A convolutional VAE (latent 16): the one to sample from and walk between digits, as its prior samples read as digits more often than the MLP VAE's.",
+    "conv-vae": "A convolutional VAE (latent 16): sampling and walking between digits with a small, dense latent space, and comparing a conv network with the lecture's MLP at a similar ELBO.",
     "cvae": "Asking for a chosen digit: the label is an input, so the latent code holds style (slant, thickness) alone.",
 }
 

@@ -86,7 +86,8 @@ class TrainUpdate:
 
 
 # setting → (lowest, highest) accepted from the web; a missing or None value keeps the default
-_RUN_FIELDS = {"latent_dim": (1, 1024), "hidden_dim": (1, 4096), "max_train": (1, 10_000_000), "iwae_k": (0, 1000)}
+_RUN_FIELDS = {"latent_dim": (1, 1024), "hidden_dim": (1, 4096), "max_train": (1, 10_000_000), "iwae_k": (0, 1000),
+               "prior_components": (0, 1000)}
 _INT_FIELDS = {"epochs": (1, 100_000), "batch_size": (1, 4096), "seed": (0, 2**31 - 1), "shift": (0, 8),
                "patience": (0, 100_000)}
 _FLOAT_FIELDS = {"lr": (1e-6, 1.0), "kl_warmup_epochs": (0.0, 100_000.0), "weight_decay": (0.0, 1.0),
@@ -147,9 +148,12 @@ def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
         raise ValueError("A plain autoencoder has no KL term, so beta does not apply; pick a VAE.")
     config = TrainConfig(**train_kw).validate()
     # Check the model's sizes now (cheap: no weights are built) rather than in the background thread.
-    sizes = {k: run_kw[k] for k in ("latent_dim", "hidden_dim", "beta") if run_kw.get(k) is not None}
+    if kind == "ae" and run_kw.get("prior_components"):
+        raise ValueError("A plain autoencoder has no prior to learn; pick a VAE.")
+    sizes = {k: run_kw[k] for k in ("latent_dim", "hidden_dim", "beta", "prior_components") if run_kw.get(k) is not None}
     if kind == "ae":
         sizes.pop("beta", None)
+        sizes.pop("prior_components", None)
     validate_config(REGISTRY[kind].config_cls(**sizes))
     return RunSpec(name=name, model=kind, dataset=dataset, train=config, command="vaedemo app", **run_kw)
 

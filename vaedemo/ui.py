@@ -706,15 +706,21 @@ def _train_view(u: jobs.TrainUpdate) -> tuple:
     return _progress_html(u), loss, recon, prior, live, status
 
 
+PRIOR_CHOICES = [("N(0, I), the standard VAE", 0), ("learnt: a mixture of 10 Gaussians", 10),
+                 ("learnt: a mixture of 100 Gaussians", 100)]
+PRIOR_INFO = "A learnt prior follows the codes, so more samples read as digits."
+
+
 @friendly
 def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, batch_size=128,
-          lr=0.001, name=""):
+          lr=0.001, name="", prior=0):
     """/train (streaming): start a run and yield progress, loss curves, previews and the live map."""
     policy = jobs.training_policy()
     if not policy["enabled"]:
         raise ValueError("Training is turned off on this server.")
     spec = {"model": model, "dataset": dataset, "latent_dim": latent_dim,
-            "beta": None if model == "ae" else beta, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "beta": None if model == "ae" else beta, "prior_components": None if model == "ae" else prior,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "name": (name or "").strip() or _auto_name(str(model))}
     job = jobs.TRAINER.start(spec)
     yield (_progress_html(None, "Starting…"), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
@@ -759,8 +765,9 @@ def train_status():
 
 
 def _on_model_kind(kind):
-    return gr.update(interactive=kind != "ae",
-                     info="β weighs the KL term (β-VAE)." if kind != "ae" else "A plain AE has no KL term.")
+    vae = kind != "ae"
+    return (gr.update(interactive=vae, info="β weighs the KL term (β-VAE)." if vae else "A plain AE has no KL term."),
+            gr.update(interactive=vae, info=PRIOR_INFO if vae else "A plain AE has no prior."))
 
 
 # ---------------------------------------------------------------------------------- health
@@ -1024,6 +1031,8 @@ def build_demo() -> gr.Blocks:
                                                  info="2 draws a map you can read directly, plus a manifold grid.")
                             t_beta = NumberBox(value=1.0, label="β", precision=None, minimum=0,
                                                info="β weighs the KL term (β-VAE).")
+                            t_prior_kind = gr.Dropdown(PRIOR_CHOICES, value=0, label="Prior", info=PRIOR_INFO,
+                                                  filterable=False, elem_id="train-prior-kind")
                             t_epochs = NumberSlider(1, policy["max_epochs"], value=min(5, policy["max_epochs"]),
                                                     step=1, label="Epochs", elem_id="train-epochs")
                             t_batch = gr.Dropdown([32, 64, 128, 256, 512], value=128, label="Batch size",
@@ -1110,8 +1119,8 @@ def build_demo() -> gr.Blocks:
         # ------------------------------------------------------------------ events: Train
         if policy["enabled"]:
             all_dropdowns = [rec_ck, cmp_ck, map_ck, smp_ck]
-            t_model.change(_on_model_kind, t_model, t_beta, show_progress="hidden", **private)
-            t_start.click(train, [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name],
+            t_model.change(_on_model_kind, t_model, [t_beta, t_prior_kind], show_progress="hidden", **private)
+            t_start.click(train, [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name, t_prior_kind],
                           [t_progress, t_loss, t_recon, t_prior, t_live, t_status, job],
                           api_name="train", concurrency_limit=4).then(
                 refresh_all, [rec_ck, cmp_ck, map_ck, smp_ck], all_dropdowns, show_progress="hidden", **private)
