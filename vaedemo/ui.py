@@ -952,7 +952,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             count = NumberSlider(1, 256, value=64, step=1, label="How many")
                             temperature = NumberSlider(0.1, 3.0, value=1.0, step=0.1, label="Temperature",
-                                                       info="Scales z ~ N(0, T²I): below 1 safer, above 1 wilder.")
+                                                       info="Scales the prior's spread: below 1 safer, above 1 wilder.")
                             seed = NumberBox(value=0, label="Seed", precision=None, minimum=0, elem_id="sample-seed",
                                              info="Same seed, same grid.")
                             digit = gr.Dropdown([("any (0-9 in turn)", "any"), *[(str(d), str(d)) for d in range(10)]],
