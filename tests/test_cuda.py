@@ -16,11 +16,13 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @cuda
-@pytest.mark.parametrize("kind", list(REGISTRY))
+@pytest.mark.parametrize("kind", [*REGISTRY, "vae+mixture"])
 @pytest.mark.parametrize("amp", [False, True])
 def test_training_on_cuda_keeps_data_on_the_device(kind, amp):
     data = mnist10k().limit(1000)
-    result = train(build_model(kind, latent_dim=4), data, TrainConfig(epochs=2, device="cuda", amp=amp))
+    extra = {"prior_components": 10} if kind == "vae+mixture" else {}
+    model = build_model(kind.split("+")[0], latent_dim=4, **extra)
+    result = train(model, data, TrainConfig(epochs=2, device="cuda", amp=amp))
     assert next(result.model.parameters()).device.type == "cuda"
     assert result.history[-1].val_loss < result.history[0].val_loss + 1
     assert all(t.device.type == "cpu" for t in result.optimizer_state.values())
@@ -54,5 +56,8 @@ def test_service_runs_on_cuda(tmp_path, monkeypatch):
     rec = service.reconstruct(3, "g")
     assert isinstance(rec.recon, np.ndarray) and rec.recon.shape == (28, 28)
     assert service.sample("g", 8).shape == (8, 28, 28)
+    run(RunSpec(name="gm", model="vae", latent_dim=2, prior_components=5, max_train=600, iwae_k=5,
+                train=TrainConfig(epochs=1, device="cuda")))
+    assert service.sample("gm", 8).shape == (8, 28, 28) and service.reconstruct(3, "gm").neg_elbo is not None
     assert service.latent_map("g", "pca", n=200).coords.shape == (200, 2)
     assert service.manifold_grid("g", n=5).shape == (140, 140)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
 
+
 class Loss(NamedTuple):
     """Per-image averages, in nats: ``total = recon + beta * kl``."""
 
@@ -163,8 +164,8 @@ class MixturePrior(nn.Module):
 
     Under N(0, I) much of the prior's mass lies where no digit's code goes (its "holes"), and
     samples from there decode to blends. A prior learnt with the encoder follows the codes
-    instead: the mixture-of-Gaussians prior of Dilokthanakul et al. (2016) and the simpler
-    cousin of Tomczak & Welling's VampPrior (2018). The weights are equal and fixed.
+    instead: the mixture-of-Gaussians prior that Tomczak & Welling's VampPrior (2018) starts
+    from, with equal, fixed weights.
     """
 
     def __init__(self, components: int, latent_dim: int):
@@ -175,12 +176,15 @@ class MixturePrior(nn.Module):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z), (...,) for z of shape (..., D)."""
-        flat = z.reshape(-1, z.shape[-1])
-        inv = torch.exp(-self.logvars)  # (K, D)
-        # sum_d (z_d - m_kd)^2 / s_kd^2, expanded into matrix products: (M, K) without an (M, K, D) tensor
-        quad = flat.pow(2) @ inv.T - 2 * flat @ (self.means * inv).T + (self.means.pow(2) * inv).sum(1)
-        log_n = -0.5 * (z.shape[-1] * LOG_2PI + self.logvars.sum(1) + quad.clamp_min(0))
-        return (torch.logsumexp(log_n, dim=1) - math.log(len(self.means))).view(z.shape[:-1])
+        # float32 even under bf16 autocast: the expanded sum below cancels large terms
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.reshape(-1, z.shape[-1]).float()
+            means, logvars = self.means.float(), self.logvars.float()
+            inv = torch.exp(-logvars)  # (K, D)
+            # sum_d (z_d - m_kd)^2 / s_kd^2, expanded into matrix products: (M, K) without an (M, K, D) tensor
+            quad = flat.pow(2) @ inv.T - 2 * flat @ (means * inv).T + (means.pow(2) * inv).sum(1)
+            log_n = -0.5 * (z.shape[-1] * LOG_2PI + logvars.sum(1) + quad.clamp_min(0))
+            return (torch.logsumexp(log_n, dim=1) - math.log(len(means))).view(z.shape[:-1])
 
     def sample(self, eps: torch.Tensor, components: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """z = m_k + T s_k eps for the given standard-normal draws (N, D) and component indices (N,)."""
