@@ -332,7 +332,7 @@ INTERPOLATE = ("tiny-vae", None, None, 0, 5, 4)  # checkpoint, start image, end 
 TRAVERSE = ("tiny-ae", None, 0, [0], 3, 1.0)  # checkpoint, image, digit #, dims, steps, span
 LATENT_MAP = ("tiny-vae", "pca", 500)  # checkpoint, method, n
 # model, dataset, latent size, β, epochs, batch size, learning rate, name
-TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained")
+TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0)  # the last: the prior's components
 
 
 def _with(base: tuple, index: int, value) -> tuple:
@@ -393,6 +393,8 @@ BAD_NUMBERS = [
     ("train", _with(TRAIN, 3, INF), "Beta must be a finite number"),
     ("train", _with(TRAIN, 6, NAN), "Lr must be a finite number"),
     ("train", _with(TRAIN, 5, 10**9), "not in the list of choices"),
+    ("train", _with(TRAIN, 8, 7), "not in the list of choices"),
+    ("train", _with(TRAIN, 8, NAN), "not in the list of choices"),
 ]
 
 
@@ -444,7 +446,7 @@ def test_hostile_checkpoint_names_get_a_sentence_and_nothing_outside_is_read(app
     calls = [("/reconstruct", (upload, name, "")), ("/reconstruct", (upload, "tiny-vae", name)),
              ("/sample", (name, 4, 1.0, 0, "any")), ("/latent_map", (name, "pca", 500)),
              ("/interpolate", (name, None, None, 0, 5, 4)), ("/traverse", (name, None, 0, None, 3, 1.0)),
-             ("/train", ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, name))]
+             ("/train", ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, name, 0))]
     for api, args in calls:
         with pytest.raises(AppError) as caught:
             client.predict(*args, api_name=api)
