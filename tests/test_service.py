@@ -245,6 +245,32 @@ def test_a_learnt_prior_scores_digits_like_evaluate_does():
     assert t.images.shape == (1, 5, 28, 28) and not np.allclose(t.images[0, 0], t.images[0, -1])
 
 
+def test_the_map_shows_where_a_learnt_prior_put_its_centres():
+    import json
+
+    from vaedemo import ui
+    from vaedemo.service import STORE
+
+    model = STORE.entry(MIX).model
+    pca = service.latent_map(MIX, "pca", 500)
+    centres = service.prior_centres(MIX, "pca", n=500)
+    with torch.no_grad():
+        expected = pca.projection.transform(model.prior.means.numpy())
+    np.testing.assert_allclose(centres, expected, rtol=1e-4, atol=1e-4)  # PCA places them exactly
+    tsne = service.latent_map(MIX, "tsne", 500)
+    placed = service.prior_centres(MIX, "tsne", n=500)
+    assert placed.shape == (5, 2) and np.isfinite(placed).all()
+    lo, hi = tsne.coords.min(0), tsne.coords.max(0)
+    assert ((placed >= lo - 1e-3) & (placed <= hi + 1e-3)).all()  # among the digits, not off the map
+    assert service.prior_centres(KINDS["vae"], "pca", n=500) is None  # N(0, I) has no centres to show
+    assert service.prior_centres(KINDS["ae"], "pca", n=500) is None
+
+    payload, _, note, _ = ui.latent_map(MIX, "pca", 500, None, lambda *a, **k: None)
+    data = json.loads(payload)
+    assert len(data["prior"]["x"]) == len(data["prior"]["y"]) == 5 and "learnt prior" in note
+    assert json.loads(ui.latent_map(KINDS["vae"], "pca", 500, None, lambda *a, **k: None)[0])["prior"] is None
+
+
 def test_low_temperature_samples_stay_close_to_the_mean():
     cold = service.sample("tiny-vae2", count=32, temperature=0.1, seed=1)
     hot = service.sample("tiny-vae2", count=32, temperature=2.0, seed=1)

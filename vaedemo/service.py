@@ -926,6 +926,19 @@ def project_point(checkpoint: str, method: str, image: Any, *, n: int | None = N
     return float(xy[0, 0]), float(xy[0, 1])
 
 
+def prior_centres(checkpoint: str, method: str, *, n: int | None = None) -> np.ndarray | None:
+    """Where the centres of a learnt mixture prior land on the map, (K, 2); None under N(0, I) or for
+    an AE. Exact for PCA; for t-SNE each centre is placed among its nearest digits, as a new digit is."""
+    model = STORE.get(checkpoint)
+    if not model.variational or model.prior is None:
+        return None
+    m = _map_for(checkpoint, method, n)
+    with torch.no_grad():
+        means = model.prior.means.double().cpu().numpy().astype(np.float32)
+    xy = m.projection.transform(means) if m.method == "pca" else m.projection.place(means)
+    return np.asarray(xy, np.float32)
+
+
 def manifold_grid(checkpoint: str, n: int = 15, span: float = 3.0, digit: int | None = None) -> np.ndarray:
     """Decodes over a 2-D latent plane, (n*28, n*28), like Kingma & Welling's figure 4.
 

@@ -436,7 +436,8 @@ def _here_key(here: Any) -> str | None:
     return hashlib.sha1(np.asarray(here, np.float32).tobytes()).hexdigest()[:12]
 
 
-def _map_payload(lm: service.LatentMap, here_xy: tuple[float, float] | None) -> str:
+def _map_payload(lm: service.LatentMap, here_xy: tuple[float, float] | None,
+                 prior_xy: np.ndarray | None = None) -> str:
     method_name = "PCA" if lm.method == "pca" else "t-SNE"
     caption = (f"{lm.n:,} digits, {method_name} of the codes (μ) of {lm.checkpoint}. Hover a point to see "
                "its digit; click a point for its reconstruction; click empty space to decode that place.")
@@ -450,6 +451,8 @@ def _map_payload(lm: service.LatentMap, here_xy: tuple[float, float] | None) -> 
         "classes": [str(c) for c in range(10)],
         "colours": plots.CLASS_COLOURS,
         "here": [round(here_xy[0], 4), round(here_xy[1], 4)] if here_xy else None,
+        "prior": ({"x": np.round(prior_xy[:, 0].astype(np.float64), 4).tolist(),
+                   "y": np.round(prior_xy[:, 1].astype(np.float64), 4).tolist()} if prior_xy is not None else None),
         "sprite": {"url": f"{STATIC_ROUTE}/digits.png", "cols": SPRITE_COLS, "size": 28},
         "marker_size": 6 if lm.n <= 2000 else 5 if lm.n <= 5000 else 4,
         "caption": caption,
@@ -480,12 +483,18 @@ def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr
             here_xy = service.project_point(checkpoint, lm.method, np.asarray(here, np.float32), n=n)
         except ValueError:
             here_xy = None
+    prior_xy = service.prior_centres(checkpoint, lm.method, n=n)
     note = (f"**{info['name']}** · {info['kind_label']} · latent {info['latent_dim']} · {lm.n:,} digits · "
             f"{'PCA' if lm.method == 'pca' else 't-SNE'}"
             + (f" (computed in {lm.seconds:.0f} s)" if lm.seconds >= 1 and not lm.from_disk else "")
-            + ("\n\nThe black star marks the digit you gave on the Reconstruct tab." if here_xy else ""))
+            + ("\n\nThe black star marks the digit you gave on the Reconstruct tab." if here_xy else "")
+            + (f"\n\nGrey diamonds: the centres of the {len(prior_xy)} Gaussians of this model's learnt prior. "
+               "Training placed them among the digits' codes, which is why its samples read as digits."
+               + (" (t-SNE has no exact place for a new code: each centre is drawn among its nearest digits.)"
+                  if lm.method == "tsne" else "")
+               if prior_xy is not None else ""))
     key = {"checkpoint": checkpoint, "method": lm.method, "n": n, "here": _here_key(here)}
-    return _map_payload(lm, here_xy), _manifold_update(checkpoint, info), note, key
+    return _map_payload(lm, here_xy, prior_xy), _manifold_update(checkpoint, info), note, key
 
 
 @friendly

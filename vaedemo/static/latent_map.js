@@ -120,6 +120,13 @@ function buildTraces(d) {
     });
   }
   // Markers go in the same (WebGL) layer as the points, after them, so they are drawn on top.
+  if (d.prior) {
+    traces.push({
+      type: kind, mode: 'markers', name: "prior's centres", x: d.prior.x, y: d.prior.y,
+      hoverinfo: 'none',
+      marker: { symbol: 'diamond', size: 9, color: 'rgba(60,60,60,0.85)', line: { color: '#fff', width: 1 } },
+    });
+  }
   if (d.here) {
     traces.push({
       type: kind, mode: 'markers', name: 'your digit', x: [d.here[0]], y: [d.here[1]],
