@@ -488,8 +488,9 @@ def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr
             f"{'PCA' if lm.method == 'pca' else 't-SNE'}"
             + (f" (computed in {lm.seconds:.0f} s)" if lm.seconds >= 1 and not lm.from_disk else "")
             + ("\n\nThe black star marks the digit you gave on the Reconstruct tab." if here_xy else "")
-            + (f"\n\nGrey diamonds: the centres of the {len(prior_xy)} Gaussians of this model's learnt prior. "
-               "Training placed them among the digits' codes, which is why its samples read as digits."
+            + (f"\n\nGrey diamonds: the centres of the {len(prior_xy)} Gaussians of this model's learnt prior, "
+               "which samples are drawn around. Training moves them in among the digits' codes; a centre far "
+               "from every digit decodes to a blend."
                + (" (t-SNE has no exact place for a new code: each centre is drawn among its nearest digits.)"
                   if lm.method == "tsne" else "")
                if prior_xy is not None else ""))
