@@ -104,7 +104,7 @@ def _nice(key: str) -> str:
 
 def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
     """Check a training request from the web and turn it into a ``RunSpec``, applying the server's caps."""
-    from .runs import RunSpec
+    from .runs import RunSpec, model_overrides
     from .training import TrainConfig
 
     policy = policy or training_policy()
@@ -144,18 +144,12 @@ def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
     if policy["max_train_seconds"]:
         requested = train_kw.get("max_seconds") or policy["max_train_seconds"]
         train_kw["max_seconds"] = min(requested, policy["max_train_seconds"])
-    if kind == "ae" and run_kw.get("beta") not in (None, 0):
-        raise ValueError("A plain autoencoder has no KL term, so beta does not apply; pick a VAE.")
     config = TrainConfig(**train_kw).validate()
-    # Check the model's sizes now (cheap: no weights are built) rather than in the background thread.
-    if kind == "ae" and run_kw.get("prior_components"):
-        raise ValueError("A plain autoencoder has no prior to learn; pick a VAE.")
-    sizes = {k: run_kw[k] for k in ("latent_dim", "hidden_dim", "beta", "prior_components") if run_kw.get(k) is not None}
-    if kind == "ae":
-        sizes.pop("beta", None)
-        sizes.pop("prior_components", None)
+    spec = RunSpec(name=name, model=kind, dataset=dataset, train=config, command="vaedemo app", **run_kw)
+    # Check the model's settings now (cheap: no weights are built) rather than in the background thread.
+    sizes = {k: v for k, v in model_overrides(spec).items() if v is not None}
     validate_config(REGISTRY[kind].config_cls(**sizes))
-    return RunSpec(name=name, model=kind, dataset=dataset, train=config, command="vaedemo app", **run_kw)
+    return spec
 
 
 @dataclass(eq=False)

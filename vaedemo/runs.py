@@ -45,7 +45,8 @@ class RunOutcome:
     saved: bool
 
 
-def _model_overrides(spec: RunSpec) -> dict:
+def model_overrides(spec: RunSpec) -> dict:
+    """The model settings a run asks for (None: the default); ValueError for one the model does not have."""
     out = {"latent_dim": spec.latent_dim, "hidden_dim": spec.hidden_dim}
     if spec.channels is not None:
         if spec.model not in ("ae", "conv-vae"):
@@ -78,11 +79,11 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
         if resolve(spec.name).exists() and not spec.overwrite:
             raise ValueError(f"A checkpoint named {spec.name!r} already exists; choose another name.")
         torch.manual_seed(spec.train.seed)  # the starting weights depend on the seed alone
-        model = build_model(spec.model, **_model_overrides(spec))
+        model = build_model(spec.model, **model_overrides(spec))
     data = data or load_dataset(spec.dataset)
     data = data.limit(spec.max_train)
     if model.conditional and data.num_classes != getattr(model.config, "num_classes", 10):
-        model = build_model(spec.model, **_model_overrides(spec), num_classes=data.num_classes)
+        model = build_model(spec.model, **model_overrides(spec), num_classes=data.num_classes)
 
     if on_zerogpu() and not spec.resume:  # a GPU is lent per call there: train in chunks that fit one
         result = train_in_chunks(model, data, spec.train, progress=progress, stop=stop)

@@ -267,18 +267,16 @@ def checkpoint_info(checkpoint: str) -> dict:
     """What the UI needs to adapt to a model: kind, sizes, and how sampling works for it."""
     entry = STORE.entry(checkpoint)
     m = entry.model
-    typical = None  # the root-mean-square length of a prior draw
+    typical = None  # the root-mean-square length of a prior draw: sqrt(sum_d mean_d² + var_d)
     if not m.variational:
         note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
                 "the bundled digits.")
-    elif m.prior is None:
-        note, typical = "Samples are decoded from z ~ N(0, T²·I).", math.sqrt(m.latent_dim)
     else:
-        k = len(m.prior.means)
-        note = (f"This model learnt its prior: a mixture of {k} Gaussians placed where digits' codes lie. "
-                "Each sample picks one at random and draws from it, its spread scaled by T.")
-        with torch.no_grad():
-            typical = math.sqrt(float((m.prior.means.pow(2) + m.prior.logvars.exp()).sum(1).mean()))
+        mean, scale = _prior(entry)
+        typical = math.sqrt(float((mean**2 + np.diag(scale) ** 2).sum()))
+        note = ("Samples are decoded from z ~ N(0, T²·I)." if m.prior is None else
+                f"This model learnt its prior: a mixture of {len(m.prior.means)} Gaussians placed where digits' "
+                "codes lie. Each sample picks one at random and draws from it, its spread scaled by T.")
     return {"name": entry.name, "kind": m.kind, "kind_label": KIND_LABELS.get(m.kind, m.kind),
             "latent_dim": m.latent_dim, "variational": m.variational, "conditional": m.conditional,
             "num_classes": int(getattr(m.config, "num_classes", 10)), "sampling_note": note,
@@ -348,13 +346,14 @@ def _neg_elbo(model: LatentModel, images: np.ndarray, labels: Any = None, sample
         y = _labels_t(labels[i : i + n] if labels is not None and np.ndim(labels) else labels, n, device)
         y = y if model.conditional else None
         mu, logvar = model.encode(x, y)
-        kl = gaussian_kl(mu, logvar).sum(1)  # (n,)
         # The same draws for every image, so a digit's score does not depend on its batch-mates.
         eps = torch.from_numpy(_normal((samples, 1, mu.shape[1]), seed)).to(device)  # (S, 1, D)
         z = (mu + (0.5 * logvar).exp() * eps).reshape(samples * n, -1)  # (S*n, D)
         logits = model.decode_logits(z, y.repeat(samples) if y is not None else None)
         recon = bernoulli_nll(logits, x.repeat(samples, 1, 1, 1)).view(samples, n).mean(0)
-        if model.prior is not None:
+        if model.prior is None:
+            kl = gaussian_kl(mu, logvar).sum(1)  # (n,)
+        else:
             zs = z.view(samples, n, -1)
             kl = (normal_logpdf(zs, mu, logvar) - model.log_prior(zs)).mean(0)
         out.append((recon + kl).double().cpu().numpy())
@@ -515,8 +514,9 @@ def sample(checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int
            digit: int | None = None) -> np.ndarray:
     """Decoded draws z ~ N(0, T²I), (count, 28, 28); the same arguments give the same images.
 
-    A learnt mixture prior picks a component per draw and scales its spread by T. An AE samples a Gaussian fitted to the bundled digits' codes instead (``checkpoint_info``
-    says so). A cvae draws ``digit``, or cycles 0..9 when it is None; other models ignore it.
+    A learnt mixture prior picks a component per draw and scales its spread by T. An AE samples
+    a Gaussian fitted to the bundled digits' codes instead (``checkpoint_info`` says so). A cvae
+    draws ``digit``, or cycles 0..9 when it is None; other models ignore it.
     """
     entry = STORE.entry(checkpoint)
     model = entry.model
