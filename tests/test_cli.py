@@ -71,6 +71,8 @@ def test_channels_and_mmd_options_reach_the_saved_model(tmp_path):
     assert "MMD penalty (weight 10" in card and '"channels": [4, 8, 16]' in card
     proc = cli("train", "--model", "vae", "--channels", "4,8", "--name", "v", ckdir=tmp_path, check=False)
     assert proc.returncode == 2 and "three widths" in proc.stderr
+    proc = cli("train", "--model", "ae", "--channels", "8,0,32", "--name", "z", ckdir=tmp_path, check=False)
+    assert proc.returncode == 2 and "between 1 and 1024" in proc.stderr and not (tmp_path / "z").exists()
     proc = cli("train", "--model", "vae", "--channels", "4,8,16", "--name", "v", ckdir=tmp_path, check=False)
     assert proc.returncode == 2 and "convolutional models" in proc.stderr
 
