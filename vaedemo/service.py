@@ -934,7 +934,7 @@ def prior_centres(checkpoint: str, method: str, *, n: int | None = None) -> np.n
         return None
     m = _map_for(checkpoint, method, n)
     with torch.no_grad():
-        means = model.prior.means.double().cpu().numpy().astype(np.float32)
+        means = model.prior.means.float().cpu().numpy()
     xy = m.projection.transform(means) if m.method == "pca" else m.projection.place(means)
     return np.asarray(xy, np.float32)
 
