@@ -47,7 +47,7 @@ def test_cuda_and_cpu_models_agree(tmp_path, monkeypatch):
 def test_service_runs_on_cuda(tmp_path, monkeypatch):
     monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setenv("VAEDEMO_DEVICE", "cuda")
-    from vaedemo import service
+    from vaedemo import inference as service
     from vaedemo.runs import RunSpec, run
 
     run(RunSpec(name="g", model="vae", latent_dim=2, max_train=600, iwae_k=5,

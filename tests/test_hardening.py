@@ -516,14 +516,15 @@ def test_planted_pickles_are_never_executed(client, planted):
 
 
 def test_broken_checkpoints_are_listed_with_reasons_and_the_rest_still_load(client, planted, digits, tmp_path):
-    from vaedemo import service, ui
+    from vaedemo import inference as service
+    from vaedemo.ui import app, shared
 
     broken = dict(service.broken_checkpoints())
     for name, words in BROKEN.items():
         assert words in broken.get(name, ""), (name, broken.get(name))
-    listed = [n for _, n in ui.refresh_checkpoint(None)["choices"]]  # what every page's model lists show
+    listed = [n for _, n in shared.refresh_checkpoint(None)["choices"]]  # what every page's model lists show
     assert set(GOOD) | {"hard-pickle-pt"} <= set(listed) and not set(BROKEN) & set(listed)
-    demo = ui.build_demo()  # the About panel names each broken one with its reason
+    demo = app.build_demo()  # the About panel names each broken one with its reason
     about = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
     for name, words in BROKEN.items():
         assert re.search(f"`{name}`: [^\n]*{words}", about), name
@@ -567,7 +568,8 @@ SLOW_SAVER = textwrap.dedent(
 
 
 def test_kill_9_mid_save_is_never_visible(client, app_env):
-    from vaedemo import service, ui
+    from vaedemo import inference as service
+    from vaedemo.ui import app, shared
     from vaedemo.checkpoints import save_checkpoint
     from vaedemo.models import build_model
 
@@ -584,7 +586,7 @@ def test_kill_9_mid_save_is_never_visible(client, app_env):
         for proc in procs.values():
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        listed = [n for _, n in ui.refresh_checkpoint(None)["choices"]]
+        listed = [n for _, n in shared.refresh_checkpoint(None)["choices"]]
         assert "hard-swap" in listed and "hard-new" not in listed
         assert not [n for n, _ in service.broken_checkpoints() if n.startswith("hard-new") or n == "hard-swap"]
         after = pixels(client.predict("hard-swap", 9, 1.0, 0, "any", api_name="/sample")[0])
@@ -625,7 +627,8 @@ def test_a_space_turns_training_off_unless_enabled(client, monkeypatch):
 
 
 def test_training_on_a_space_is_capped(client, app_env, monkeypatch):
-    from vaedemo import jobs, ui
+    from vaedemo import jobs
+    from vaedemo.ui import app, reconstruct
 
     monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
@@ -659,10 +662,10 @@ def test_training_on_a_space_is_capped(client, app_env, monkeypatch):
     assert not (app_env / "hard-second").exists() and not (app_env / "hard-too-long").exists()
 
     # the request queue is bounded, and so are the training requests the app runs at once
-    demo = ui.build_demo()
-    assert demo._queue.max_size == ui.QUEUE_SIZE == 64
+    demo = app.build_demo()
+    assert demo._queue.max_size == app.QUEUE_SIZE == 64
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values()}
-    assert limits["train"] == 4 and limits["reconstruct"] == ui.CONCURRENCY
+    assert limits["train"] == 4 and limits["reconstruct"] == reconstruct.CONCURRENCY
 
 
 def test_gradio_is_recent_and_monitoring_is_off(app_url):
@@ -678,7 +681,7 @@ def test_gradio_is_recent_and_monitoring_is_off(app_url):
 
 
 def test_only_the_apps_own_temp_folder_is_served(app_url, app_env):
-    from vaedemo import ui
+    from vaedemo.ui import shared
 
     temp = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
     event, outputs = call_raw(app_url, "sample", *SAMPLE)
@@ -686,10 +689,10 @@ def test_only_the_apps_own_temp_folder_is_served(app_url, app_env):
     url = outputs[0]["url"]
     served_path = url.split("file=", 1)[1]
     assert Path(served_path).resolve().is_relative_to(temp)
-    exported = max((p for p in ui._EXPORT_DIR.rglob("*.png")), key=lambda p: p.stat().st_mtime)
+    exported = max((p for p in shared.EXPORT_DIR.rglob("*.png")), key=lambda p: p.stat().st_mtime)
     with httpx.Client(timeout=30) as http:
         assert http.get(url).status_code == 200  # the app's own output: served
-        for path in ["/etc/passwd", str(ROOT / "app.py"), "app.py", "vaedemo/ui.py", "checkpoints",
+        for path in ["/etc/passwd", str(ROOT / "app.py"), "app.py", "vaedemo/ui/app.py", "checkpoints",
                      str(app_env / "tiny-vae" / "model.safetensors"), str(app_env / "tiny-vae" / "config.json"),
                      f"{temp}/../../../etc/passwd", f"{temp}/..%2f..%2f..%2fetc%2fpasswd", "%2Fetc%2Fpasswd",
                      str(exported), os.environ.get("HOME", "/root") + "/.bashrc"]:
@@ -704,10 +707,10 @@ def test_pillow_refuses_bombs_process_wide():
 
     from vaedemo import ui
 
-    assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS == 50_000_000  # Pillow's default is 89,478,485
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         ui.build_app(gr.Blocks())  # where the app is built, a bomb warning becomes an error process-wide
+        assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS == 50_000_000  # Pillow's default is 89,478,485
         with pytest.raises(Image.DecompressionBombWarning):
             warnings.warn("64 million pixels", Image.DecompressionBombWarning)
         with pytest.raises(Image.DecompressionBombWarning):  # wherever Pillow decodes, not only in vaedemo.images
@@ -721,7 +724,7 @@ def test_a_picture_many_users_get_at_once_is_never_served_half_written():
     """Gradio's own save_pil_to_cache rewrites a content-addressed file in place: with gr.Image, about one
     read in five of a file that two requests were saving came back short (the load test's one error, a
     truncated download). The app's output components write a new file under a temporary name and rename it."""
-    from vaedemo import ui
+    from vaedemo.ui import components as ui
 
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (420, 420), dtype=np.uint8))
     out = ui.PictureOut(type="pil", format="png")

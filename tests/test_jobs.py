@@ -2,7 +2,7 @@
 
 import pytest
 
-from vaedemo import jobs, service
+from vaedemo import inference, jobs
 
 from _tiny import tiny_dir  # noqa: F401  (tiny_dir is a fixture)
 
@@ -29,8 +29,8 @@ def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
     assert len(last.history) == 1 and last.history[0]["epoch"] == 1
     assert last.preview_recon.shape == last.preview_originals.shape == last.prior_samples.shape == (8, 28, 28)
     assert last.map_coords.shape == (len(last.map_labels), 2)
-    assert "fresh-ae" in [name for _, name in service.checkpoint_choices()]
-    assert service.STORE.get("fresh-ae").latent_dim == 3
+    assert "fresh-ae" in [name for _, name in inference.checkpoint_choices()]
+    assert inference.STORE.get("fresh-ae").latent_dim == 3
     assert not trainer.status()["busy"]
 
 

@@ -1,4 +1,6 @@
-"""Handler tests for vaedemo/ui.py: called directly, without a server, on the tiny checkpoints."""
+"""Handler tests for the vaedemo.ui tabs: called directly, without a server, on the tiny checkpoints.
+
+Handlers return ``{output name: value}``; names left out keep what the page shows."""
 
 from __future__ import annotations
 
@@ -20,9 +22,14 @@ def no_progress(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def ui(app_env):
-    from vaedemo import ui as module
+    """The UI's modules by tab: ui.rec, ui.map, ui.smp, ui.train, plus shared helpers, the app and the server."""
+    from types import SimpleNamespace
 
-    return module
+    from vaedemo import jobs
+    from vaedemo.ui import app, components, latent_map, reconstruct, sample, server, shared, train
+
+    return SimpleNamespace(rec=reconstruct, map=latent_map, smp=sample, train=train, shared=shared,
+                           comp=components, app=app, server=server, jobs=jobs)
 
 
 def _value(update):
@@ -33,8 +40,6 @@ def _visible(update):
     return update.get("visible") if isinstance(update, dict) else None
 
 
-def _is_skip(x) -> bool:
-    return isinstance(x, dict) and x.get("__type__") == "update" and len(x) == 1
 
 
 def _sketch(strokes: bool) -> dict:
@@ -49,11 +54,13 @@ def _sketch(strokes: bool) -> dict:
 
 
 def test_reconstruct_shows_crisp_pngs_scores_and_comparison(ui, digit_png):
-    out = ui.reconstruct(str(digit_png), "tiny-vae", "tiny-ae")
-    assert len(out) == ui.N_REC_OUTPUTS
-    inp, recon, cmp, err, samples_col, samples, scores, code, neighbours, here = out
-    for img in (inp, recon, _value(cmp), err):
-        assert isinstance(img, Image.Image) and img.size == (28 * ui.DIGIT_SCALE,) * 2
+    out = ui.rec.reconstruct(str(digit_png), "tiny-vae", "tiny-ae")
+    assert set(out) == {"input", "recon", "compare", "error", "samples_col", "samples", "scores", "code",
+                        "neighbours", "here"}
+    recon, cmp, samples_col, samples = out["recon"], out["compare"], out["samples_col"], out["samples"]
+    scores, code, neighbours, here = out["scores"], out["code"], out["neighbours"], out["here"]
+    for img in (out["input"], recon, _value(cmp), out["error"]):
+        assert isinstance(img, Image.Image) and img.size == (28 * ui.shared.DIGIT_SCALE,) * 2
     # nearest-neighbour enlargement: every 8×8 block is one flat colour
     block = np.asarray(recon)[:8, :8]
     assert (block == block[0, 0]).all()
@@ -69,53 +76,53 @@ def test_reconstruct_shows_crisp_pngs_scores_and_comparison(ui, digit_png):
 
 
 def test_reconstruct_with_an_ae_hides_the_samples(ui, digit_png):
-    out = ui.reconstruct(str(digit_png), "tiny-ae")
-    assert _visible(out[4]) is False and out[5] is None
-    assert _visible(out[2]) is False
-    assert "This model |" in out[6] and "Compared with" not in out[6]
+    out = ui.rec.reconstruct(str(digit_png), "tiny-ae")
+    assert _visible(out["samples_col"]) is False and out["samples"] is None
+    assert _visible(out["compare"]) is False
+    assert "This model |" in out["scores"] and "Compared with" not in out["scores"]
 
 
 def test_reconstruct_a_cvae_names_the_label_it_used(ui, digit_png):
-    scores = ui.reconstruct(str(digit_png), "tiny-cvae")[6]
+    scores = ui.rec.reconstruct(str(digit_png), "tiny-cvae")["scores"]
     assert "Label given to the CVAE" in scores
 
 
 def test_sketch_strokes_are_reconstructed_and_a_blank_canvas_is_ignored(ui):
-    out = ui.reconstruct_sketch(_sketch(True), "tiny-vae", "")
-    assert isinstance(out[1], Image.Image)
-    assert out[-1][:, 12:16].sum() > out[-1][:, :6].sum()  # the stroke is a centred vertical bar
-    blank = ui.reconstruct_sketch(_sketch(False), "tiny-vae", "")
-    assert len(blank) == ui.N_REC_OUTPUTS and all(_is_skip(x) for x in blank)
+    out = ui.rec.reconstruct_sketch(_sketch(True), "tiny-vae", "")
+    assert isinstance(out["recon"], Image.Image)
+    assert out["here"][:, 12:16].sum() > out["here"][:, :6].sum()  # the stroke is a centred vertical bar
+    blank = ui.rec.reconstruct_sketch(_sketch(False), "tiny-vae", "")
+    assert blank == {}  # nothing changes on the page
 
 
 def test_examples_and_model_switch_reuse_the_last_input(ui):
-    out = ui.reconstruct_example("tiny-vae", "", gr.SelectData(None, {"index": 3, "value": None}))
-    here = out[-1]
+    out = ui.rec.reconstruct_example("tiny-vae", "", gr.SelectData(None, {"index": 3, "value": None}))
+    here = out["here"]
     assert here.shape == (28, 28)
-    again = ui.reconstruct_again(here, "tiny-ae", "")
-    assert np.array_equal(again[-1], here)
-    assert all(_is_skip(x) for x in ui.reconstruct_again(None, "tiny-ae", ""))
+    again = ui.rec.reconstruct_again(here, "tiny-ae", "")
+    assert np.array_equal(again["here"], here)
+    assert ui.rec.reconstruct_again(None, "tiny-ae", "") == {}
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda ui, p: ui.reconstruct(None, "tiny-vae"), "Upload an image"),
-    (lambda ui, p: ui.reconstruct(str(p), ""), "Choose a model"),
-    (lambda ui, p: ui.reconstruct(str(p), "../etc"), "not a valid checkpoint name"),
-    (lambda ui, p: ui.reconstruct(str(p), "x" * 10_000), "at most 64"),
-    (lambda ui, p: ui.reconstruct(str(p), "nope\x00"), "NUL"),
-    (lambda ui, p: ui.reconstruct(str(p), "no-such-model"), "no-such-model"),
-    (lambda ui, p: ui.sample("tiny-vae", float("nan"), 1.0, 0, "any"), "number of samples"),
-    (lambda ui, p: ui.sample("tiny-vae", 4, float("inf"), 0, "any"), "temperature"),
-    (lambda ui, p: ui.sample("tiny-vae", 4, 1.0, -1, "any"), "seed"),
-    (lambda ui, p: ui.sample("tiny-vae", 10**9, 1.0, 0, "any"), "number of samples"),
-    (lambda ui, p: ui.sample("tiny-cvae", 4, 1.0, 0, "11"), "digit"),
-    (lambda ui, p: ui.interpolate("tiny-vae", None, None, 1, 2, float("nan")), "steps"),
-    (lambda ui, p: ui.interpolate("tiny-vae", None, None, 1, None, 5), "end"),
-    (lambda ui, p: ui.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
-    (lambda ui, p: ui.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
-    (lambda ui, p: ui.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
-    (lambda ui, p: ui.latent_map("tiny-vae", "umap", 500, None, no_progress), "method"),
-    (lambda ui, p: ui.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
+    (lambda ui, p: ui.rec.reconstruct(None, "tiny-vae"), "Upload an image"),
+    (lambda ui, p: ui.rec.reconstruct(str(p), ""), "Choose a model"),
+    (lambda ui, p: ui.rec.reconstruct(str(p), "../etc"), "not a valid checkpoint name"),
+    (lambda ui, p: ui.rec.reconstruct(str(p), "x" * 10_000), "at most 64"),
+    (lambda ui, p: ui.rec.reconstruct(str(p), "nope\x00"), "NUL"),
+    (lambda ui, p: ui.rec.reconstruct(str(p), "no-such-model"), "no-such-model"),
+    (lambda ui, p: ui.smp.sample("tiny-vae", float("nan"), 1.0, 0, "any"), "number of samples"),
+    (lambda ui, p: ui.smp.sample("tiny-vae", 4, float("inf"), 0, "any"), "temperature"),
+    (lambda ui, p: ui.smp.sample("tiny-vae", 4, 1.0, -1, "any"), "seed"),
+    (lambda ui, p: ui.smp.sample("tiny-vae", 10**9, 1.0, 0, "any"), "number of samples"),
+    (lambda ui, p: ui.smp.sample("tiny-cvae", 4, 1.0, 0, "11"), "digit"),
+    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, 2, float("nan")), "steps"),
+    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, None, 5), "end"),
+    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
+    (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
+    (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
+    (lambda ui, p: ui.map.latent_map("tiny-vae", "umap", 500, None, no_progress), "method"),
+    (lambda ui, p: ui.map.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
 ])
 def test_bad_inputs_become_clear_gr_errors(ui, digit_png, call, words):
     with pytest.raises(gr.Error) as info:
@@ -128,20 +135,20 @@ def test_bad_files_become_clear_gr_errors(ui, tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"these bytes are not a picture")
     with pytest.raises(gr.Error, match="not an image we can read"):
-        ui.reconstruct(str(junk), "tiny-vae")
+        ui.rec.reconstruct(str(junk), "tiny-vae")
     blank = tmp_path / "blank.png"
     Image.new("L", (64, 64), 255).save(blank)
     with pytest.raises(gr.Error, match="blank"):
-        ui.reconstruct(str(blank), "tiny-vae")
+        ui.rec.reconstruct(str(blank), "tiny-vae")
 
 
 def test_unexpected_failures_do_not_leak_internals(ui, digit_png, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("secret internal detail /srv/path")
 
-    monkeypatch.setattr(ui.service, "reconstruct", boom)
+    monkeypatch.setattr(ui.rec.inference, "reconstruct", boom)
     with pytest.raises(gr.Error) as info:
-        ui.reconstruct(str(digit_png), "tiny-vae")
+        ui.rec.reconstruct(str(digit_png), "tiny-vae")
     assert "Something went wrong" in info.value.message and "secret" not in info.value.message
 
 
@@ -150,7 +157,7 @@ def test_digit_image_hands_the_path_through_and_reads_data_urls(ui, digit_png):
 
     from gradio.data_classes import ImageData
 
-    comp = ui.DigitImage(type="filepath", render=False)
+    comp = ui.comp.DigitImage(type="filepath", render=False)
     assert comp.get_block_name() == "image"
     assert comp.preprocess(ImageData(path=str(digit_png))) == str(digit_png)
     raw = digit_png.read_bytes()
@@ -162,7 +169,7 @@ def test_digit_image_hands_the_path_through_and_reads_data_urls(ui, digit_png):
 def test_error_map_is_red_for_extra_ink_and_blue_for_missing_ink(ui):
     err = np.zeros((28, 28), np.float32)
     err[0, 0], err[0, 1] = 1.0, -1.0
-    rgb = np.asarray(ui._error_image(err, scale=1))
+    rgb = np.asarray(ui.shared.error_image(err, scale=1))
     assert tuple(rgb[0, 0]) == (255, 0, 0)
     assert tuple(rgb[0, 1]) == (0, 0, 255)
     assert tuple(rgb[5, 5]) == (255, 255, 255)
@@ -172,17 +179,18 @@ def test_error_map_is_red_for_extra_ink_and_blue_for_missing_ink(ui):
 
 
 def test_latent_map_payload_has_points_star_and_manifold(ui):
-    here = ui.service.digit_input(7)
-    payload, manifold, note, key = ui.latent_map("tiny-vae", "pca", 500, here, no_progress)
+    here = ui.rec.inference.digit_input(7)
+    shown = ui.map.latent_map("tiny-vae", "pca", 500, here, no_progress)
+    payload, manifold, note, key = shown["map"], shown["manifold"], shown["note"], shown["key"]
     data = json.loads(payload)
     assert len(data["x"]) == len(data["y"]) == len(data["label"]) == len(data["index"]) == 500
     assert data["here"] is not None and len(data["here"]) == 2
     assert data["sprite"]["url"].endswith("digits.png") and data["axis"] == ["PC 1", "PC 2"]
     assert _visible(manifold) is True and _value(manifold).size == (15 * 28, 15 * 28)
     assert "tiny-vae" in note and "star marks the digit you gave" in note
-    assert key == {"checkpoint": "tiny-vae", "method": "pca", "n": 500, "here": ui._here_key(here)}
+    assert key == {"checkpoint": "tiny-vae", "method": "pca", "n": 500, "here": ui.map.here_key(here)}
 
-    _, manifold_ae, _, _ = ui.latent_map("tiny-ae", "pca", 500, None, no_progress)
+    manifold_ae = ui.map.latent_map("tiny-ae", "pca", 500, None, no_progress)["manifold"]
     assert _visible(manifold_ae) is False  # an AE with latent 4 has no plane to tile
 
 
@@ -192,54 +200,57 @@ def test_the_first_tsne_reports_progress_and_the_second_is_cached(ui):
     def progress(fraction, desc=None):
         calls.append((fraction, desc))
 
-    payload, _, _, key = ui.latent_map("tiny-cvae", "tsne", 300, None, progress)
-    assert key["method"] == "tsne" and len(json.loads(payload)["x"]) == 300
+    shown = ui.map.latent_map("tiny-cvae", "tsne", 300, None, progress)
+    assert shown["key"]["method"] == "tsne" and len(json.loads(shown["map"])["x"]) == 300
     assert any("t-SNE" in (desc or "") for _, desc in calls) and calls[-1][0] == 1.0
     calls.clear()
-    ui.latent_map("tiny-cvae", "tsne", 300, None, progress)
+    ui.map.latent_map("tiny-cvae", "tsne", 300, None, progress)
     assert calls == []  # cached per checkpoint: a second visit computes nothing
+    ui.map.latent_map("tiny-cvae", "tsne", 1000, None, progress)
+    assert calls == []  # and another size is cut from the same full map, on the same axes
 
 
 def test_latent_map_auto_skips_when_the_map_is_up_to_date(ui):
-    first = ui.latent_map_auto("tiny-vae", "pca", 500, None, None, no_progress)
-    key = first[3]
-    again = ui.latent_map_auto("tiny-vae", "pca", 500, None, key, no_progress)
-    assert all(_is_skip(x) for x in again)
+    first = ui.map.latent_map_auto("tiny-vae", "pca", 500, None, None, no_progress)
+    key = first["key"]
+    again = ui.map.latent_map_auto("tiny-vae", "pca", 500, None, key, no_progress)
+    assert again == {}
 
 
 def test_clicks_on_the_map_show_a_digit_or_decode_a_place(ui):
-    key = ui.latent_map("tiny-vae", "pca", 500, None, no_progress)[3]
-    orig, recon, text = ui.map_point(key, gr.EventData(None, {"index": 42, "label": 0, "x": 0, "y": 0}))
-    assert _value(orig).size == _value(recon).size == (168, 168)
-    assert "#42" in text
-    decoded, text = ui.map_space(key, gr.EventData(None, {"x": 0.0, "y": 0.0}))
-    assert _value(decoded).size == (168, 168) and "Decoded the place" in text
-    _, far_text = ui.map_space(key, gr.EventData(None, {"x": 1e6, "y": -1e6}))
+    key = ui.map.latent_map("tiny-vae", "pca", 500, None, no_progress)["key"]
+    point = ui.map.map_point(key, gr.EventData(None, {"index": 42, "label": 0, "x": 0, "y": 0}))
+    assert _value(point["original"]).size == _value(point["recon"]).size == (168, 168)
+    assert "#42" in point["picked"]
+    space = ui.map.map_space(key, gr.EventData(None, {"x": 0.0, "y": 0.0}))
+    assert _value(space["decoded"]).size == (168, 168) and "Decoded the place" in space["picked"]
+    far_text = ui.map.map_space(key, gr.EventData(None, {"x": 1e6, "y": -1e6}))["picked"]
     assert "Far from the data" in far_text
     with pytest.raises(gr.Error):
-        ui.map_point(key, gr.EventData(None, {"index": "1e9"}))
+        ui.map.map_point(key, gr.EventData(None, {"index": "1e9"}))
     with pytest.raises(gr.Error):
-        ui.map_space(key, gr.EventData(None, {"x": "nan", "y": 0}))
+        ui.map.map_space(key, gr.EventData(None, {"x": "nan", "y": 0}))
     with pytest.raises(gr.Error, match="Draw the map first"):
-        ui.map_point(None, gr.EventData(None, {"index": 1}))
+        ui.map.map_point(None, gr.EventData(None, {"index": 1}))
 
 
 # ---------------------------------------------------------------------------------- Sample
 
 
 def test_sample_is_reproducible_and_offers_a_png(ui):
-    grid, download, note = ui.sample("tiny-vae", 16, 1.0, 5, "any")
-    again, download2, _ = ui.sample("tiny-vae", 16, 1.0, 5, "any")
-    assert np.array_equal(np.asarray(grid), np.asarray(again))
-    path = Path(_value(download))
+    shown = ui.smp.sample("tiny-vae", 16, 1.0, 5, "any")
+    again = ui.smp.sample("tiny-vae", 16, 1.0, 5, "any")
+    assert np.array_equal(np.asarray(shown["grid"]), np.asarray(again["grid"]))
+    path = Path(_value(shown["file"]))
     assert path.suffix == ".png" and Image.open(path).format == "PNG"
-    assert "N(0" in note
-    _, _, ae_note = ui.sample("tiny-ae", 4, 1.0, 0, "any")
+    assert "N(0" in shown["note"]
+    ae_note = ui.smp.sample("tiny-ae", 4, 1.0, 0, "any")["note"]
     assert "Gaussian fitted" in ae_note
 
 
 def test_sample_grid_shows_what_the_classifier_reads(ui):
-    grid, download, note = ui.sample("tiny-vae", 16, 1.0, 5, "any")
+    shown = ui.smp.sample("tiny-vae", 16, 1.0, 5, "any")
+    grid, download, note = shown["grid"], shown["file"], shown["note"]
     assert "reads" in note and "of 16 as clear digits" in note
     pixels = np.asarray(grid.convert("RGB")).astype(int)
     coloured = (np.abs(pixels[..., 0] - pixels[..., 1]) > 40).sum()  # green or amber label text; digits are grey
@@ -249,29 +260,33 @@ def test_sample_grid_shows_what_the_classifier_reads(ui):
 
 
 def test_sample_controls_follow_the_model(ui):
-    digit, note, dims, kl = ui.sample_controls("tiny-cvae")
+    shown = ui.smp.sample_controls("tiny-cvae")
+    digit, dims = shown["digit"], shown["dims"]
     assert _visible(digit) is True
     assert len(dims["choices"]) == 16 and len(dims["value"]) == 5
-    digit, _, dims, _ = ui.sample_controls("tiny-vae")
+    shown = ui.smp.sample_controls("tiny-vae")
+    digit, dims = shown["digit"], shown["dims"]
     assert _visible(digit) is False and len(dims["choices"]) == 2
     assert "nats" in dims["choices"][0][0]
 
 
 def test_interpolate_gives_two_paths_a_norm_plot_and_a_gif(ui, digit_png):
-    lerp, slerp, norms, gif = ui.interpolate("tiny-vae", str(digit_png), None, 0, 9, 6)
+    shown = ui.smp.interpolate("tiny-vae", str(digit_png), None, 0, 9, 6)
+    lerp, slerp, norms, gif = shown["lerp"], shown["slerp"], shown["norms"], shown["gif"]
     assert lerp.size == slerp.size and lerp.width > 5 * lerp.height
     assert [t.name for t in norms.data] == ["linear (lerp)", "spherical (slerp)"]
     assert Image.open(_value(gif)).format == "GIF"
 
 
 def test_traverse_gives_a_grid_and_a_gif(ui):
-    grid, gif, text = ui.traverse("tiny-cvae", None, 3, ["0", 2], 5, 2.0)
+    shown = ui.smp.traverse("tiny-cvae", None, 3, ["0", 2], 5, 2.0)
+    grid, gif, text = shown["grid"], shown["gif"], shown["text"]
     assert grid.height < grid.width and "z0, z2" in text
     assert Image.open(_value(gif)).is_animated
 
 
 def test_projector_export_writes_tsv_and_sprite(ui):
-    files = ui.export_projector("tiny-ae", 100, no_progress)
+    files = ui.smp.export_projector("tiny-ae", 100, no_progress)
     names = sorted(Path(f).name for f in files)
     assert names == ["metadata.tsv", "projector-tiny-ae.zip", "projector_config.json", "sprite.png", "tensors.tsv"]
     tensors = Path(next(f for f in files if f.endswith("tensors.tsv"))).read_text().splitlines()
@@ -286,58 +301,59 @@ def test_model_lists_pick_up_a_new_checkpoint(ui):
     from vaedemo.models import build_model
 
     save_checkpoint(build_model("ae", latent_dim=2), "fresh-ae")
-    update = ui.refresh_checkpoint("tiny-vae")
+    update = ui.shared.refresh_checkpoint("tiny-vae")
     assert "fresh-ae" in [name for _, name in update["choices"]] and update["value"] == "tiny-vae"
-    update = ui.refresh_checkpoint("deleted-model")
+    update = ui.shared.refresh_checkpoint("deleted-model")
     labels = dict((name, label) for label, name in update["choices"])
     assert "· VAE ·" in labels[update["value"]]  # falls back to a VAE (other tests may have trained more)
-    compare = ui.refresh_compare("gone")
-    assert compare["value"] == "" and compare["choices"][0] == ui.NONE_CHOICE
+    compare = ui.shared.refresh_compare("gone")
+    assert compare["value"] == "" and compare["choices"][0] == ui.shared.NONE_CHOICE
 
 
 def test_an_empty_checkpoint_folder_gives_a_working_page(ui, monkeypatch, tmp_path, digit_png):
     monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
-    ui.build_demo()
-    loaded = ui._on_page_load()
-    assert loaded[0]["choices"] == [] and "No trained models yet" in loaded[4 + 6]
-    assert "No models yet" in ui.latent_map_auto(None, "pca", 500, None, None, no_progress)[2]
-    assert all(_is_skip(x) for x in ui.sample_first_visit(None, 4, 1.0, 0, "any", None))
+    ui.app.build_demo()
+    loaded = ui.app.page_view()
+    assert loaded["list_rec"]["choices"] == [] and "No trained models yet" in loaded["scores"]
+    assert "No models yet" in ui.map.latent_map_auto(None, "pca", 500, None, None, no_progress)["note"]
+    assert ui.smp.sample_first_visit(None, 4, 1.0, 0, "any", None) == {}
     with pytest.raises(gr.Error, match="Choose a model"):
-        ui.reconstruct(str(digit_png), None)
+        ui.rec.reconstruct(str(digit_png), None)
 
 
 def test_progress_line_shows_epoch_eta_and_speed(ui):
     u = ui.jobs.TrainUpdate("j", fraction=0.5, epoch=2, epochs=4, samples_per_s=1234.0, eta_s=75)
-    html = ui._progress_html(u)
+    html = ui.train.progress_html(u)
     assert "width:50.0%" in html and "Epoch 2 of 4" in html and "1 min 15 s left" in html and "1,234 samples/s" in html
 
 
 def test_training_off_removes_the_tab_controls_and_the_api(ui, monkeypatch):
     monkeypatch.setenv("VAEDEMO_TRAINING", "off")
-    demo = ui.build_demo()
+    demo = ui.app.build_demo()
     names = [d.get("api_name") for d in demo.config["dependencies"]]
     assert "train" not in names and "reconstruct" in names and "health" in names
     texts = [b.get("props", {}).get("value") for b in demo.config["components"]]
     assert any(isinstance(t, str) and "Training is turned off" in t for t in texts)
     with pytest.raises(gr.Error, match="turned off"):
-        next(ui.train("vae", "mnist-10k", 2, 1.0, 1, 64, 0.001, "x"))
+        next(ui.train.train("vae", "mnist-10k", 2, 1.0, 1, 64, 0.001, "x"))
 
 
 def test_training_on_a_space_is_off_by_default(ui, monkeypatch):
     monkeypatch.delenv("VAEDEMO_TRAINING", raising=False)
     monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
-    names = [d.get("api_name") for d in ui.build_demo().config["dependencies"]]
+    names = [d.get("api_name") for d in ui.app.build_demo().config["dependencies"]]
     assert "train" not in names
 
 
 def test_busy_trainer_is_reported(ui, monkeypatch):
     monkeypatch.setattr(ui.jobs.TRAINER, "status",
                         lambda: {"busy": True, "name": "other-run", "fraction": 0.4, "eta_s": 30.0})
-    assert "Busy" in ui.train_status() and "other-run" in ui.train_status() and "30 s" in ui.train_status()
+    status = ui.train.train_status()
+    assert "Busy" in status and "other-run" in status and "30 s" in status
 
 
 def test_health_is_cheap_and_complete(ui):
-    h = ui.health()
+    h = ui.server.health()
     assert {"version", "device", "loaded_checkpoints", "training_enabled"} <= set(h)
 
 
@@ -345,17 +361,20 @@ def test_server_address_honours_the_environment(ui, monkeypatch):
     monkeypatch.delenv("PORT", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
-    assert ui.server_address() == ("127.0.0.1", 7860)
+    assert ui.server.server_address() == ("127.0.0.1", 7860)
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8000")
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
-    assert ui.server_address() == ("0.0.0.0", 8000)
+    assert ui.server.server_address() == ("0.0.0.0", 8000)
     monkeypatch.setenv("PORT", "9000")
-    assert ui.server_address() == ("0.0.0.0", 9000)
+    assert ui.server.server_address() == ("0.0.0.0", 9000)
     monkeypatch.setenv("PORT", "eighty")
     with pytest.raises(SystemExit, match="port must be a number"):
-        ui.server_address()
+        ui.server.server_address()
 
 
 def test_the_ui_layer_does_not_import_torch():
-    source = (Path(__file__).resolve().parents[1] / "vaedemo" / "ui.py").read_text()
-    assert "import torch" not in source and "from torch" not in source
+    sources = sorted((Path(__file__).resolve().parents[1] / "vaedemo" / "ui").glob("*.py"))
+    assert len(sources) >= 6
+    for path in sources:
+        source = path.read_text()
+        assert "import torch" not in source and "from torch" not in source, path.name

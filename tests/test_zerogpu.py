@@ -116,3 +116,70 @@ def test_runs_train_in_gpu_sized_chunks_on_zerogpu(fake_spaces, tmp_path, monkey
     assert outcome.saved and outcome.result.epochs_done == zerogpu.CHUNK_EPOCHS + 1
     assert [name for name, _ in fake_spaces] == ["_train_chunk", "_train_chunk"]
     assert (tmp_path / "zg" / "model.safetensors").is_file()
+
+
+def test_the_wall_clock_cap_holds_when_training_in_chunks(fake_spaces, monkeypatch):
+    """Defect: every chunk ran with max_seconds=0 and nothing checked the time between chunks, so
+    VAEDEMO_MAX_TRAIN_SECONDS (300 s on a Space) did nothing on ZeroGPU."""
+    data = mnist10k().limit(300)
+    clock = [0.0]
+    monkeypatch.setattr(zerogpu.time, "monotonic", lambda: clock[0])
+    real_chunk = zerogpu._train_chunk
+
+    def slow_chunk(*args, **kwargs):  # each chunk "takes" 40 s of wall clock
+        out = real_chunk(*args, **kwargs)
+        clock[0] += 40.0
+        return out
+
+    monkeypatch.setattr(zerogpu, "_train_chunk", slow_chunk)
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=4 * zerogpu.CHUNK_EPOCHS, device="cpu", max_seconds=60.0)
+    result = zerogpu.train_in_chunks(build_model("vae", latent_dim=2), data, config)
+    assert result.stopped == "time"
+    assert result.epochs_done == 2 * zerogpu.CHUNK_EPOCHS  # 0 s, 40 s: two chunks; at 80 s the cap has passed
+    assert len(result.history) == result.epochs_done
+
+
+def test_chunks_get_the_time_that_is_left(fake_spaces, monkeypatch):
+    seen = []
+    real_chunk = zerogpu._train_chunk
+
+    def spy(kind, model_config, state, opt_state, data, train_config, start_epoch):
+        seen.append(train_config.max_seconds)
+        return real_chunk(kind, model_config, state, opt_state, data, train_config, start_epoch)
+
+    monkeypatch.setattr(zerogpu, "_train_chunk", spy)
+    config = TrainConfig(epochs=zerogpu.CHUNK_EPOCHS + 1, device="cpu", max_seconds=1e6)
+    zerogpu.train_in_chunks(build_model("vae", latent_dim=2), mnist10k().limit(200), config)
+    assert len(seen) == 2 and 0 < seen[1] <= seen[0] <= 1e6
+
+
+def test_no_gpu_call_runs_inside_another(tmp_path):
+    """Defect: handlers that call another handler's body through fn.__wrapped__ made, on ZeroGPU, a GPU call
+    inside a GPU call. The fake spaces.GPU below counts how deep calls nest."""
+    (tmp_path / "spaces.py").write_text(
+        "import functools\nDEPTH = [0]\nMAX = [0]\n"
+        "def GPU(duration=60):\n"
+        "    def deco(fn):\n"
+        "        @functools.wraps(fn)\n"
+        "        def wrapped(*a, **k):\n"
+        "            DEPTH[0] += 1; MAX[0] = max(MAX[0], DEPTH[0])\n"
+        "            try:\n"
+        "                return fn(*a, **k)\n"
+        "            finally:\n"
+        "                DEPTH[0] -= 1\n"
+        "        return wrapped\n"
+        "    return deco\n")
+    code = ("import spaces\n"
+            "from vaedemo.ui import latent_map, sample\n"
+            "from vaedemo.checkpoints import save_checkpoint\n"
+            "from vaedemo.models import build_model\n"
+            "save_checkpoint(build_model('vae', latent_dim=2, hidden_dim=8), 'zg-vae')\n"
+            "latent_map.latent_map_auto('zg-vae', 'pca', 500, None, None, lambda *a, **k: None)\n"
+            "sample.sample_first_visit('zg-vae', 4, 1.0, 0, 'any', None)\n"
+            "print(spaces.MAX[0])\n")
+    env = {**__import__("os").environ, "SPACE_ID": "someone/vaedemo", "PYTHONPATH": str(tmp_path),
+           "VAEDEMO_CHECKPOINT_DIR": str(tmp_path / "ck"), "VAEDEMO_DEVICE": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"  # each handler is one GPU call, never one inside another

@@ -144,7 +144,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_maps(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .service import precompute_maps
+    from .inference import precompute_maps
 
     bar = tqdm(total=100, unit="%", disable=args.quiet)
 

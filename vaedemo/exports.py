@@ -32,29 +32,31 @@ def _stack(images: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(arr), 0.0, 1.0)
 
 
-def image_grid(images: np.ndarray, ncols: int | None = None, scale: int = 1, pad: int = 0) -> Image.Image:
-    """Tile images row-major into one greyscale PIL image.
+def tile(images: np.ndarray, ncols: int | None = None, pad: int = 0) -> np.ndarray:
+    """Tile images row-major into one float array (torchvision's make_grid), ``pad`` black pixels between
+    tiles and none around them. ``ncols`` None → the grid's own column count for a (R, C, H, W) array,
+    else a near-square grid."""
+    from torch import from_numpy
+    from torchvision.utils import make_grid
 
-    ``ncols`` None → the grid's own column count for a (R, C, H, W) array, else a near-square
-    grid. ``pad`` pixels of black go between tiles; ``scale`` enlarges with crisp pixels.
-    """
     if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1):
         raise ValueError(f"The number of columns must be a whole number of at least 1, not {ncols!r}.")
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 64:
-        raise ValueError(f"The scale must be a whole number from 1 to 64, not {scale!r}.")
     if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or not 0 <= pad <= 64:
         raise ValueError(f"The padding must be a whole number from 0 to 64, not {pad!r}.")
     arr = _stack(images)
-    n, h, w = arr.shape
+    n = len(arr)
     if ncols is None:
         ncols = np.shape(images)[1] if np.ndim(images) == 4 else math.ceil(math.sqrt(n))
-    ncols = min(int(ncols), n)
-    nrows = math.ceil(n / ncols)
-    canvas = np.zeros((nrows * h + (nrows - 1) * pad, ncols * w + (ncols - 1) * pad), np.float32)
-    for i, img in enumerate(arr):
-        r, c = divmod(i, ncols)
-        canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
-    return to_pil(canvas, scale)
+    grid = make_grid(from_numpy(arr)[:, None], nrow=min(int(ncols), n), padding=int(pad), pad_value=0.0)
+    grid = grid[0].numpy()  # (rows, cols); make_grid also pads the outer border: cut it off
+    return grid[pad : grid.shape[0] - pad, pad : grid.shape[1] - pad] if pad else grid
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, scale: int = 1, pad: int = 0) -> Image.Image:
+    """``tile`` as a greyscale PIL image; ``scale`` enlarges with crisp pixels."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 64:
+        raise ValueError(f"The scale must be a whole number from 1 to 64, not {scale!r}.")
+    return to_pil(tile(images, ncols, pad), scale)
 
 
 def label_grid(grid: Image.Image, labels: Any, clear: Any, ncols: int, cell: int, gap: int) -> Image.Image:

@@ -19,11 +19,26 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
 WORK_SIDE = 1024  # long side we shrink to before the per-pixel work, for speed
 
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a half-uploaded file is an error, not a grey digit
-
 _FORMATS_HINT = "Upload a PNG, JPEG, GIF, BMP or WebP of a digit."
-_BLANK = "The image looks blank — draw or upload a digit."
+BLANK_SENTENCE = "The image looks blank — draw or upload a digit."
+
+
+class BlankImageError(ValueError):
+    """The picture holds no digit (an empty canvas, a white page): a sketchpad just cleared, not a mistake."""
+
+    def __init__(self, message: str = BLANK_SENTENCE):
+        super().__init__(message)
+
+
+def configure_pillow() -> None:
+    """Process-wide Pillow settings for a server that decodes visitors' pictures; called by the app's setup.
+
+    ``load_image`` enforces the same limits on its own, so library users need not call this.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a half-uploaded file is an error, not a grey digit
+    # Pillow only warns between 1x and 2x the limit; make that an error wherever an image is decoded.
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def _unreadable(reason: str) -> ValueError:
@@ -74,6 +89,8 @@ def load_image(source: Any, max_side: int | None = None) -> Image.Image:
             # Pillow only warns between 1x and 2x the limit; we want a hard stop there too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_IMAGE_PIXELS:  # checked before decoding, whatever Pillow's setting
+                raise Image.DecompressionBombError(f"({img.width * img.height} pixels)")
             if max_side and img.format == "JPEG":
                 img.draft(None, (max_side, max_side))
             img.load()  # truncated files only fail here, not in open()
@@ -191,10 +208,10 @@ def _clean(arr: np.ndarray) -> np.ndarray:
     arr = np.where(arr > max(4.0 * noise, 0.04), arr, 0.0)
     ink = arr[arr > 0]
     if ink.size < 2:
-        raise ValueError(_BLANK)
+        raise BlankImageError()
     peak = float(np.percentile(ink, 99))
     if peak < 0.08:
-        raise ValueError(_BLANK)
+        raise BlankImageError()
     return np.clip(arr / peak, 0.0, 1.0).astype(np.float32)
 
 
@@ -209,7 +226,7 @@ def _frame(arr: np.ndarray) -> np.ndarray:
     small = np.clip(small, 0.0, None)  # Lanczos rings slightly below zero
     mass = small.sum()
     if mass <= 0:
-        raise ValueError(_BLANK)
+        raise BlankImageError()
     ys, xs = np.indices(small.shape)
     # Measured on MNIST: the centre of mass sits at (14.0, 14.0) in 0-based pixel coordinates.
     top = int(round(14.0 - (ys * small).sum() / mass))
@@ -224,11 +241,11 @@ def _frame(arr: np.ndarray) -> np.ndarray:
 def preprocess_image(image: Any) -> np.ndarray:
     """Any upload or drawing -> float32 (28, 28) in [0, 1], white digit on black, framed like MNIST."""
     if image is None:
-        raise ValueError(_BLANK)
+        raise BlankImageError()
     if isinstance(image, dict):
         img = _from_editor(image)
         if img is None:
-            raise ValueError(_BLANK)
+            raise BlankImageError()
     else:
         img = load_image(image, max_side=WORK_SIDE)
     w, h = img.size

@@ -23,7 +23,10 @@ from .checkpoints import resolve, validate_name
 from .data import DATASETS, load_dataset
 from .models import REGISTRY, LatentModel, validate_config
 from .projections import PCAProjection
-from .service import _decode, _encode, _normal, _number, _prior_draws, _whole
+from .distributions import prior_draws
+from .inference.codec import decode, encode
+from .inference.stats import fit_code_gaussian
+from .validation import choice, training_request
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +88,8 @@ class TrainUpdate:
     seq: int = 0  # increases with every update
 
 
-# setting → (lowest, highest) accepted from the web; a missing or None value keeps the default
-_RUN_FIELDS = {"latent_dim": (1, 1024), "hidden_dim": (1, 4096), "max_train": (1, 10_000_000), "iwae_k": (0, 1000),
-               "prior_components": (0, 1000)}
-_INT_FIELDS = {"epochs": (1, 100_000), "batch_size": (1, 4096), "seed": (0, 2**31 - 1), "shift": (0, 8),
-               "patience": (0, 100_000)}
-_FLOAT_FIELDS = {"lr": (1e-6, 1.0), "kl_warmup_epochs": (0.0, 100_000.0), "weight_decay": (0.0, 1.0),
-                 "max_seconds": (0.0, 1e7)}
-_FLOAT_RUN_FIELDS = {"beta": (0.0, 1000.0)}
-_OTHER_FIELDS = {"name", "model", "dataset", "binarize", "schedule"}
 PREVIEW_COUNT = 8
 LIVE_MAP_SIZE = 1000
-
-
-def _nice(key: str) -> str:
-    return key.replace("_", " ").capitalize()
 
 
 def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
@@ -108,32 +98,12 @@ def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
     from .training import TrainConfig
 
     policy = policy or training_policy()
-    if not isinstance(spec_kwargs, dict):
-        raise ValueError("The training settings must be a dictionary of values.")
-    known = set(_RUN_FIELDS) | set(_INT_FIELDS) | set(_FLOAT_FIELDS) | set(_FLOAT_RUN_FIELDS) | _OTHER_FIELDS
-    unknown = sorted(set(spec_kwargs) - known)
-    if unknown:
-        raise ValueError(f"Unknown training setting(s): {', '.join(map(str, unknown))}.")
-    kw = {k: v for k, v in spec_kwargs.items() if v is not None and not (isinstance(v, str) and not v.strip())}
-    name = validate_name(kw.get("name"))
+    text, run_kw, train_kw = training_request(spec_kwargs)
+    name = validate_name(text.get("name"))
     if resolve(name).exists():
         raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
-    kind = kw.get("model", "vae")
-    if kind not in REGISTRY:
-        raise ValueError(f"Unknown model {kind!r}; choose one of: {', '.join(REGISTRY)}.")
-    dataset = kw.get("dataset", "mnist-10k")
-    if dataset not in DATASETS:  # never a server path from a web form
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}.")
-    run_kw = {k: _whole(kw[k], _nice(k), *r) for k, r in _RUN_FIELDS.items() if k in kw}
-    run_kw.update({k: _number(kw[k], _nice(k), *r) for k, r in _FLOAT_RUN_FIELDS.items() if k in kw})
-    train_kw = {k: _whole(kw[k], _nice(k), *r) for k, r in _INT_FIELDS.items() if k in kw}
-    train_kw.update({k: _number(kw[k], _nice(k), *r) for k, r in _FLOAT_FIELDS.items() if k in kw})
-    if "binarize" in kw:
-        if not isinstance(kw["binarize"], (bool, np.bool_)):
-            raise ValueError(f"Binarize must be true or false, not {kw['binarize']!r}.")
-        train_kw["binarize"] = bool(kw["binarize"])
-    if "schedule" in kw:
-        train_kw["schedule"] = kw["schedule"]
+    kind = choice(text.get("model", "vae"), "model", tuple(REGISTRY))
+    dataset = choice(text.get("dataset", "mnist-10k"), "dataset", tuple(DATASETS))  # never a server path
 
     cap = policy["max_epochs"]
     train_kw.setdefault("epochs", min(TrainConfig.epochs, cap))
@@ -307,16 +277,13 @@ class TrainingManager:
             x_val = data.x_val[:LIVE_MAP_SIZE].astype(np.float32) / 255.0
             y_val = data.y_val[:LIVE_MAP_SIZE]
             originals = x_val[:PREVIEW_COUNT]
-            codes, _ = _encode(model, x_val, y_val)
-            recon = _decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
-            eps = _normal((PREVIEW_COUNT, model.latent_dim), seed=0).astype(np.float64)
-            if model.variational:
-                z = _prior_draws(model, eps, seed=0)
-            else:
-                cov = np.atleast_2d(np.cov(codes.astype(np.float64), rowvar=False)) + 1e-6 * np.eye(model.latent_dim)
-                z = codes.mean(0) + eps @ np.linalg.cholesky(cov).T
+            codes, _ = encode(model, x_val, y_val)
+            recon = decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
+            # The app's one sampler, with the fixed seed 0: the same draws as the Sample tab's first grid
+            fitted = None if model.variational else fit_code_gaussian(codes)
+            z = prior_draws(model, PREVIEW_COUNT, seed=0, code_gaussian=fitted).double().cpu().numpy()
             labels = np.arange(PREVIEW_COUNT) % getattr(model.config, "num_classes", 10)
-            prior = _decode(model, z, labels)
+            prior = decode(model, z, labels)
             if job.basis is None:
                 job.basis = PCAProjection(2).fit(codes)
             coords = job.basis.transform(codes).astype(np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import time
 from typing import Any, Callable
 
 # Seconds asked of ZeroGPU per call; a call that asks for less waits less in its queue.
@@ -57,8 +58,10 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
                     stop: Any = None, chunk_epochs: int = CHUNK_EPOCHS) -> Any:
     """Same contract as ``training.train``: each chunk is one ``spaces.GPU`` call on ZeroGPU.
 
-    The stop signal is checked between chunks; progress is reported after each chunk's epochs.
-    The best-validation weights across chunks are the ones kept, as in a single call.
+    The stop signal and the wall-clock cap (``config.max_seconds``, counted from this call) are
+    checked between chunks, and each chunk gets the time that is left, so it stops mid-way when the
+    cap falls inside it. Progress is reported after each chunk's epochs. The best-validation
+    weights across chunks are the ones kept, as in a single call.
     """
     from .training import Progress, TrainResult, _should_stop
 
@@ -70,17 +73,25 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
     config = config.validate()
     if config.ema:
         raise ValueError("Weight averaging (ema) is not available for training in chunks on ZeroGPU.")
+    started = time.monotonic()
     while done < config.epochs:
         if _should_stop(stop):
             stopped = "stop"
             break
+        left = config.max_seconds - (time.monotonic() - started) if config.max_seconds else 0.0
+        if config.max_seconds and left <= 0:
+            stopped = "time"
+            break
         n = min(chunk_epochs, config.epochs - done)
-        part = dataclasses.replace(config, epochs=n, patience=0, max_seconds=0.0,
+        part = dataclasses.replace(config, epochs=n, patience=0, max_seconds=left,
                                    schedule_epochs=config.schedule_epochs or config.epochs)
-        state, opt_state, hist, _, _, _ = chunk(model.kind, dataclasses.asdict(model.config), state, opt_state,
-                                               data, part, done)
+        state, opt_state, hist, chunk_done, _, chunk_stopped = chunk(
+            model.kind, dataclasses.asdict(model.config), state, opt_state, data, part, done)
+        if not hist:  # the time ran out before the chunk's first epoch ended
+            stopped = chunk_stopped or "time"
+            break
         history += hist
-        done += n
+        done = chunk_done  # counted from epoch 1, like start_epoch
         if hist[-1].val_loss < best[0]:  # best at chunk ends: the weights in hand
             best = (hist[-1].val_loss, state, hist[-1].epoch)
         if progress:
@@ -88,6 +99,9 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
             progress(Progress(s.epoch, config.epochs, 1, 1, s.samples_per_s, 0.0, s, None))
         if config.patience and done - best[2] >= config.patience:
             stopped = "early"
+            break
+        if chunk_stopped:  # the chunk hit the time cap (or a stop) part-way
+            stopped = chunk_stopped
             break
     if best[1] is not None:
         model.load_state_dict(best[1])

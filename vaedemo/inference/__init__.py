@@ -1,0 +1,28 @@
+"""The app's backend: plain functions over the shared model cache, one module per job.
+
+numpy arrays, dataclasses and plain values in and out (no gradio). Errors a user can cause are
+``ValueError`` with one sentence to act on. Nothing here keeps per-user state: loaded models,
+latent maps and per-checkpoint statistics are read-only caches shared by every request.
+
+- ``store``: the model cache; ``data``: the bundled digits and a visitor's own;
+  ``codec``: batched encode/decode/-ELBO; ``stats``: per-checkpoint statistics;
+- ``explore``: reconstruct, interpolate, traverse; ``sampling``: prior samples and their reading;
+- ``maps``: latent maps and decoding a place on them; ``catalog``: which models there are.
+"""
+
+from .catalog import broken_checkpoints, checkpoint_choices, checkpoint_info, model_health
+from .data import MAP_SIZE, as_digit, bundled, bundled_digit, digit_input
+from .explore import Interpolation, Reconstruction, Traversal, dims_by_kl, interpolate, reconstruct, slerp, traverse
+from .maps import (METHODS, MIN_MAP_SIZE, DecodedPoint, LatentMap, decode_at, full_map, latent_map,
+                   precompute_maps, prior_centres, project_point)
+from .sampling import Reading, manifold_grid, read_digits, sample
+from .store import READERS, STORE, ModelStore
+
+__all__ = [
+    "MAP_SIZE", "METHODS", "MIN_MAP_SIZE", "READERS", "STORE",
+    "DecodedPoint", "Interpolation", "LatentMap", "ModelStore", "Reading", "Reconstruction", "Traversal",
+    "as_digit", "broken_checkpoints", "bundled", "bundled_digit", "checkpoint_choices", "checkpoint_info",
+    "decode_at", "digit_input", "dims_by_kl", "full_map", "interpolate", "latent_map", "manifold_grid",
+    "model_health", "precompute_maps", "prior_centres", "project_point", "read_digits", "reconstruct", "sample",
+    "slerp", "traverse",
+]

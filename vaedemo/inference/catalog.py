@@ -1,0 +1,57 @@
+"""Which models there are and what the UI needs to know about each: labels, sizes, how sampling works."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..checkpoints import scan_checkpoints
+from ..device import pick_device
+from ..models import kind_label
+from .stats import prior_gaussian
+from .store import STORE
+
+
+def checkpoint_choices() -> list[tuple[str, str]]:
+    """(label, name) for every checkpoint that loads, e.g. ('vae-mnist · VAE · latent 200', 'vae-mnist')."""
+    return [(f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}", i.name) for i in scan_checkpoints() if i.ok]
+
+
+def broken_checkpoints() -> list[tuple[str, str]]:
+    """(name, reason) for every checkpoint folder that does not load."""
+    return [(i.name, i.reason) for i in scan_checkpoints() if not i.ok]
+
+
+def checkpoint_info(checkpoint: str) -> dict:
+    """What the UI needs to adapt to a model: kind, sizes, and how sampling works for it."""
+    entry = STORE.entry(checkpoint)
+    m = entry.model
+    typical = None  # the root-mean-square length of a prior draw: sqrt(sum_d mean_d² + var_d)
+    if not m.variational:
+        note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
+                "the bundled digits.")
+    else:
+        mean, scale = prior_gaussian(entry)
+        typical = math.sqrt(float((mean**2 + np.diag(scale) ** 2).sum()))
+        note = ("Samples are decoded from z ~ N(0, T²·I)." if m.prior is None else
+                f"This model learnt its prior: a mixture of {len(m.prior.means)} Gaussians placed where digits' "
+                "codes lie. Each sample picks one at random and draws from it, its spread scaled by T.")
+    return {"name": entry.name, "kind": m.kind, "kind_label": kind_label(m.kind),
+            "latent_dim": m.latent_dim, "variational": m.variational, "conditional": m.conditional,
+            "num_classes": int(getattr(m.config, "num_classes", 10)), "sampling_note": note,
+            "typical_norm": typical,
+            "class_names": entry.config.get("class_names") or [str(i) for i in range(10)],
+            "metrics": (entry.config.get("metrics") or {}).get("validation", {})}
+
+
+def model_health() -> dict:
+    """Version, device, torch and the checkpoints loaded in memory (nothing is loaded or computed)."""
+    try:
+        device = str(pick_device())
+    except ValueError as e:
+        device = f"unavailable ({e})"
+    return {"status": "ok", "version": __version__, "device": device, "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(), "loaded_checkpoints": STORE.loaded()}

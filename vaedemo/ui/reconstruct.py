@@ -1,0 +1,199 @@
+"""The Reconstruct tab: give a digit (draw, upload, example), see it encoded and rebuilt, scored and placed."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from .. import inference, plots, zerogpu
+from ..images import BlankImageError
+from ..validation import whole
+from .components import DigitImage, GalleryOut, checkpoint_dropdown, out_image
+from .shared import (NONE_CHOICE, Outputs, bundled_thumb, digit, error_image, friendly, info, need, refresh_checkpoint,
+                     refresh_compare, strip)
+
+EXAMPLES_PER_CLASS = 2
+CONCURRENCY = 2  # uploads reconstructed at once (the Space has 2 CPU cores)
+EMPTY_NOTE = ("**No trained models yet.** Train one in the Train tab, or put checkpoint folders in "
+              "`checkpoints/` (`make checkpoints` trains the standard set).")
+
+
+def _score_cells(r: inference.Reconstruction, about: dict) -> dict[str, str]:
+    cells = {"Model": f"**{about['name']}** ({about['kind_label']}, latent {about['latent_dim']})",
+             "Error per pixel (MSE)": f"{r.mse:.4f}",
+             "Cross-entropy −log p(x\\|z), nats": f"{r.bce_nats:.1f}",
+             "−ELBO, nats (lower = more typical)": "— (an AE has no probability model)"}
+    if r.neg_elbo is not None:
+        cells["−ELBO, nats (lower = more typical)"] = f"{r.neg_elbo:.1f}"
+    if r.elbo_percentile is not None:
+        p = r.elbo_percentile
+        verdict = "unusual for this model" if p >= 95 else "typical" if p <= 75 else "a bit unusual"
+        cells["How typical"] = f"−ELBO higher than for {p:.0f}% of validation digits: **{verdict}**"
+    if r.label_used is not None:
+        names = about.get("class_names") or []
+        name = names[r.label_used] if r.label_used < len(names) else r.label_used
+        cells["Label given to the CVAE"] = f"{name} (the one it finds most likely)"
+    return cells
+
+
+def scores_md(*results: tuple[inference.Reconstruction, dict]) -> str:
+    """A table of scores, one column per model (two when comparing)."""
+    columns = [_score_cells(r, about) for r, about in results]
+    rows = list(dict.fromkeys(k for c in columns for k in c))
+    head = "| Score | " + " | ".join(["This model", "Compared with"][: len(columns)]) + " |\n"
+    head += "|---" * (len(columns) + 1) + "|\n"
+    return head + "\n".join(f"| {k} | " + " | ".join(c.get(k, "—") for c in columns) + " |" for k in rows)
+
+
+def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
+    """Everything the tab shows for input ``x`` (28, 28), by output name."""
+    about = info(checkpoint)
+    r = inference.reconstruct(x, checkpoint, n_samples=8)
+    results = [(r, about)]
+    compare = gr.update(value=None, visible=False)
+    if compare_with:
+        cabout = info(compare_with)
+        c = inference.reconstruct(x, compare_with, n_samples=0)
+        results.append((c, cabout))
+        compare = gr.update(value=digit(c.recon), visible=True, label=f"{cabout['kind_label']}: {cabout['name']}")
+    code = plots.code_bars(r.mu, r.sigma)
+    code.update_layout(height=300, margin=dict(t=40, b=40))
+    if len(r.mu) > 32:  # hundreds of bars: thin error bars, or they merge into one dark block
+        code.update_traces(error_y_thickness=0.6, error_y_width=0, marker_line_width=0)
+    has_samples = len(r.samples) > 0
+    return {"input": digit(r.input), "recon": digit(r.recon), "compare": compare, "error": error_image(r.error_map),
+            "samples_col": gr.update(visible=has_samples), "samples": strip(r.samples) if has_samples else None,
+            "scores": scores_md(*results), "code": code,
+            "neighbours": [(bundled_thumb(i), f"{label} · {d:.2f}") for i, label, d in r.neighbours],
+            "here": r.input}
+
+
+@friendly
+@zerogpu.gpu("reconstruct")
+def reconstruct(image, checkpoint, compare_with=""):
+    """/reconstruct: an uploaded digit → input as the model sees it, reconstruction, error map, samples, scores."""
+    if image is None:
+        raise ValueError("Upload an image of a digit first (PNG, JPEG, GIF, BMP or WebP).")
+    return view(inference.digit_input(image), need(checkpoint), compare_with)
+
+
+@friendly
+@zerogpu.gpu("reconstruct")
+def reconstruct_sketch(sketch, checkpoint, compare_with=""):
+    """The sketchpad: a blank canvas (e.g. just cleared) leaves the results as they are."""
+    try:
+        x = inference.digit_input(sketch)
+    except BlankImageError:
+        return {}
+    return view(x, need(checkpoint), compare_with)
+
+
+@friendly
+@zerogpu.gpu("reconstruct")
+def reconstruct_example(checkpoint, compare_with, evt: gr.SelectData):
+    index = example_indices()[whole(evt.index, "The example", 0, len(example_indices()) - 1)]
+    return view(inference.digit_input(index), need(checkpoint), compare_with)
+
+
+@friendly
+@zerogpu.gpu("reconstruct")
+def reconstruct_again(here, checkpoint, compare_with=""):
+    """The model changed: redo the last input (nothing to do before the first one)."""
+    if here is None or not checkpoint:
+        return {}
+    return view(np.asarray(here, np.float32), checkpoint, compare_with)
+
+
+@functools.lru_cache(maxsize=1)
+def example_indices() -> list[int]:
+    labels = inference.bundled()[1]
+    return [int(i) for c in range(10) for i in np.flatnonzero(labels == c)[:EXAMPLES_PER_CLASS]]
+
+
+def example_gallery() -> list[tuple[Image.Image, str]]:
+    labels = inference.bundled()[1]
+    return [(bundled_thumb(i), str(labels[i])) for i in example_indices()]
+
+
+def first_view(checkpoint: str | None) -> dict:
+    """What a new visitor sees before giving a digit: the first example reconstructed (not "their" digit)."""
+    if not checkpoint:
+        return {"scores": EMPTY_NOTE}
+    shown = view(inference.digit_input(example_indices()[0]), checkpoint, "")
+    del shown["here"]  # an example is not "your digit": leave the state empty
+    return shown
+
+
+@dataclass
+class ReconstructTab:
+    model: gr.Dropdown
+    compare: gr.Dropdown
+    outputs: Outputs
+
+
+def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> ReconstructTab:
+    """Build the tab's components inside ``tab`` (the current gr.Tab) and wire its events."""
+    private = {"api_visibility": "private"}
+    with gr.Row():
+        rec_ck = checkpoint_dropdown(options, "Model", "Which trained model encodes and decodes your digit.",
+                                     elem_id="rec-checkpoint")
+        cmp_ck = checkpoint_dropdown([NONE_CHOICE, *options], "Compare with",
+                                     "Pick a second model (e.g. an AE next to a VAE) to see both on the same input.",
+                                     elem_id="rec-compare", value="")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            gr.Markdown("### 1 · Give a digit")
+            with gr.Tabs():
+                with gr.Tab("Draw", id="draw"):
+                    sketch = gr.Sketchpad(label="Draw a digit (one stroke or several)", type="numpy",
+                                          image_mode="RGBA", format="png", canvas_size=(280, 280),
+                                          brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                                          layers=False, transforms=(), elem_id="rec-sketch", height=360)
+                    gr.Markdown("Draw with the mouse or a finger; the result updates after each stroke.",
+                                elem_classes=["vd-hint"])
+                with gr.Tab("Upload", id="upload"):
+                    upload = DigitImage(label="Upload or paste a picture of a digit", type="filepath",
+                                        sources=["upload", "clipboard"], format="png", elem_id="rec-upload",
+                                        height=300)
+                with gr.Tab("Examples", id="examples"):
+                    examples = gr.Gallery(value=example_gallery(), label="Click a digit from the dataset", columns=5,
+                                          height="auto", allow_preview=False, elem_id="rec-examples",
+                                          elem_classes=["digit"], format="png")
+        with gr.Column(scale=3, min_width=400):
+            gr.Markdown("### 2 · What the model makes of it")
+            with gr.Row():
+                in_img = out_image("Input (28×28)", "rec-input")
+                out_img = out_image("Reconstruction", "rec-output")
+                cmp_img = out_image("The compared model", "rec-compare-output", visible=False)
+                err_img = out_image("Error map", "rec-error")
+            gr.Markdown("Error map: red where the reconstruction adds ink, blue where it misses ink.",
+                        elem_classes=["vd-hint"])
+            with gr.Column(visible=False) as samples_col:
+                gr.Markdown("**Other decodes of z ~ q(z|x)**: how unsure the VAE is about this digit.")
+                samples_img = out_image("Decodes of z ~ q(z|x)", "rec-samples", show_label=False, buttons=[])
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3, min_width=320):
+                    scores = gr.Markdown(label="Scores", elem_id="rec-scores")
+                with gr.Column(scale=2, min_width=240):
+                    code_plot = gr.Plot(label="The latent code", elem_id="rec-code")
+            neighbours = GalleryOut(label="The 5 nearest dataset digits in latent space (label · distance)",
+                                    columns=5, rows=1, height=170, allow_preview=False, elem_classes=["digit"],
+                                    elem_id="rec-neighbours", format="png")
+    out = Outputs(input=in_img, recon=out_img, compare=cmp_img, error=err_img, samples_col=samples_col,
+                  samples=samples_img, scores=scores, code=code_plot, neighbours=neighbours, here=here)
+
+    inputs = [rec_ck, cmp_ck]
+    upload.upload(out.bind(reconstruct), [upload, *inputs], list(out), api_name="reconstruct",
+                  concurrency_limit=CONCURRENCY)
+    sketch.change(out.bind(reconstruct_sketch), [sketch, *inputs], list(out), trigger_mode="always_last",
+                  show_progress="hidden", **private)
+    examples.select(out.bind(reconstruct_example), inputs, list(out), **private)
+    gr.on([rec_ck.input, cmp_ck.input], out.bind(reconstruct_again), [here, *inputs], list(out), **private)
+    tab.select(refresh_checkpoint, rec_ck, rec_ck, show_progress="hidden", **private).then(
+        refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private)
+    return ReconstructTab(rec_ck, cmp_ck, out)

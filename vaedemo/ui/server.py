@@ -1,0 +1,96 @@
+"""The server: one explicit setup step, a FastAPI app serving the page's static files with the Blocks mounted,
+/health, and the address to listen on."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import fastapi
+import gradio as gr
+import plotly
+from fastapi.responses import FileResponse, Response
+
+from .. import __version__
+from ..images import MAX_UPLOAD_BYTES, configure_pillow
+from .about import health
+from .app import CSS, PAGE_JS, build_demo
+from .latent_map import STATIC_ROUTE
+from .shared import sprite_png
+
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+_setup_done = False
+
+
+def setup() -> None:
+    """The process-wide settings a server needs, done once when the app starts (not on import):
+    no Gradio telemetry, Pillow's limits for visitors' pictures, and logging."""
+    global _setup_done
+    if _setup_done:
+        return
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # gradio reads it when it launches
+    configure_pillow()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _setup_done = True
+
+
+def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
+    """A FastAPI app serving plotly.js and the digit sprite from this package, with the Blocks mounted at /."""
+    setup()
+    demo = demo or build_demo()
+    threading.Thread(target=sprite_png, name="vaedemo-sprite", daemon=True).start()  # ready before the first hover
+    app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    cache = {"Cache-Control": "public, max-age=86400"}
+
+    @app.get(f"/{STATIC_ROUTE}/plotly.min.js", include_in_schema=False)
+    def plotly_js():
+        return FileResponse(PLOTLY_JS, media_type="text/javascript", headers=cache)
+
+    @app.get(f"/{STATIC_ROUTE}/digits.png", include_in_schema=False)
+    def digit_sprite():
+        return Response(sprite_png(), media_type="image/png", headers=cache)
+
+    app = gr.mount_gradio_app(
+        app, demo, path="/",
+        max_file_size=MAX_UPLOAD_BYTES,
+        enable_monitoring=False,
+        show_error=False,  # only gr.Error sentences reach the browser, never exception text
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        theme=gr.themes.Soft(primary_hue="indigo"),
+        css=CSS,
+        js=PAGE_JS,
+    )
+    # Gradio accepts an input file only from its upload folder once the Blocks count as launched
+    # (processing_utils._check_allowed); demo.launch() sets the flag, mount_gradio_app does not. Without
+    # it an API client could name any file on the server, e.g. {"path": "/etc/passwd"}, as its "upload".
+    demo.has_launched = True
+    return app
+
+
+def server_address() -> tuple[str, int]:
+    """Host and port from GRADIO_SERVER_NAME and PORT / GRADIO_SERVER_PORT (127.0.0.1:7860 by default)."""
+    host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    raw = os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or "7860"
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"The port must be a number, not {raw!r} (check PORT / GRADIO_SERVER_PORT).") from None
+    return host, port
+
+
+def serve() -> None:
+    """Start the app and serve it until interrupted (``python app.py``, ``make run``, ``vaedemo serve``)."""
+    import uvicorn
+
+    setup()
+    host, port = server_address()
+    app = build_app()
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    print(f"vaedemo {__version__}: open http://{shown}:{port}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
