@@ -64,3 +64,17 @@ def test_push_uploads_weights_config_and_card_only(ckpt, monkeypatch):
     assert url.endswith("someone/hubby") and calls["create"] == "someone/hubby"
     assert sorted(calls["upload"]["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
     assert calls["upload"]["folder_path"].endswith("hubby")
+
+
+def test_checkpoints_and_hub_do_not_import_each_other():
+    """hub builds on checkpoints; the hf:// branch of load_model lives in vaedemo.api, above both."""
+    import ast
+    from pathlib import Path
+
+    import vaedemo.checkpoints
+
+    tree = ast.parse(Path(vaedemo.checkpoints.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {"hub", "vaedemo.hub", "api", "vaedemo.api"} & imported
+    assert not hasattr(vaedemo.checkpoints, "load_model")
+    assert vaedemo.load_model.__module__ == "vaedemo.api"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .checkpoints import list_checkpoints, load_model, save_checkpoint, scan_checkpoints  # noqa: E402
+from .api import load_model  # noqa: E402
+from .checkpoints import list_checkpoints, save_checkpoint, scan_checkpoints  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .images import preprocess_image  # noqa: E402
 from .models import REGISTRY, build_model  # noqa: E402

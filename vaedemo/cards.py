@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoints import CONFIG, _json_safe, find, read_config, write_bytes_atomic
+from .checkpoints import CONFIG, find, json_safe, read_config, write_bytes_atomic
 from .data import MNIST_CREDIT
 
 # The targets the pretrained-checkpoints issue sets, per shipped model, written beside what was measured.
@@ -35,7 +35,7 @@ def record_evaluation(name: str, metrics: dict, command: str) -> None:
     folder = find(name)
     config = read_config(folder)
     config.setdefault("metrics", {})["evaluation"] = {**metrics, "command": command}
-    write_bytes_atomic(folder / CONFIG, json.dumps(_json_safe(config), indent=2).encode())
+    write_bytes_atomic(folder / CONFIG, json.dumps(json_safe(config), indent=2).encode())
 
 
 def _fmt(v) -> str:

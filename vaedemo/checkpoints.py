@@ -1,12 +1,16 @@
 """The one checkpoint format: a folder per model with model.safetensors and config.json.
 
-Writes are atomic (a temporary folder, fsync, os.replace), loading never unpickles, and
-names are slugs that cannot leave the checkpoints folder.
+Writes are atomic (a temporary folder, fsync, then an exchange or rename), loading never unpickles,
+and names are slugs that cannot leave the checkpoints folder. Saves and the recovery done by scans
+take a lock file (``<root>/.lock``) so that several processes (the app, the CLI) can share a folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -16,9 +20,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: saves and scans are then only safe between threads of one process
+    fcntl = None
 
 import torch
 from safetensors import SafetensorError
@@ -33,15 +43,25 @@ CONFIG = "config.json"
 MAX_NAME = 64
 MAX_WEIGHTS_BYTES = 512 * 1024 * 1024  # refuse to read anything bigger into memory
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]|\.(?!\.)){0,62}[a-z0-9]$|^[a-z0-9]$")
-_STALE_TMP_SECONDS = 3600
+_STALE_TMP_SECONDS = 3600  # a temporary folder this old is left over whatever its owner's pid says
 AUXILIARY_KINDS = ("classifier",)  # folders saved in this format that are not latent models
-_SWAP_LOCK = threading.Lock()  # a save's two renames and a scan's recovery never interleave
+LOCK_FILE = ".lock"  # in the checkpoints folder: a save's swap and a scan's recovery never interleave
+_THREAD_LOCK = threading.Lock()  # the same between the threads of this process (and where fcntl is missing)
+_WRITING: set[str] = set()  # names of the temporary folders this process's saves are writing now
+_TMP = re.compile(r"^\.tmp-(?P<name>.+)@(?P<pid>\d+)-[^-]+$")  # .tmp-<name>@<pid of the saver>-<random>
+_TRASH = re.compile(r"^\.trash-(?P<name>.+)-[0-9a-f]{8}$")
 
 
 def checkpoint_dir() -> Path:
-    """``$VAEDEMO_CHECKPOINT_DIR``, else ``checkpoints/`` at the repository root."""
+    """``$VAEDEMO_CHECKPOINT_DIR``, else ``checkpoints/`` at the repository root when run from a source
+    checkout, else (an installed package, e.g. the ``vaedemo`` command) ``checkpoints/`` in the working folder."""
     env = os.environ.get("VAEDEMO_CHECKPOINT_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file() or (repo / "checkpoints").is_dir():
+        return repo / "checkpoints"
+    return Path.cwd() / "checkpoints"
 
 
 def validate_name(name: Any) -> str:
@@ -58,12 +78,6 @@ def validate_name(name: Any) -> str:
             "starting and ending with a letter or digit (for example 'my-vae')."
         )
     return name
-
-
-def slugify(text: str) -> str:
-    """Turn free text into a valid name ('My VAE #2' → 'my-vae-2'), or '' when nothing is left."""
-    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:MAX_NAME].strip("-")
-    return slug
 
 
 def resolve(name: str, root: Path | None = None) -> Path:
@@ -123,14 +137,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf become None so config.json stays standard JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -167,7 +181,7 @@ def save_checkpoint(
         "torch_version": torch.__version__,
         **(meta or {}),
     }
-    files = {WEIGHTS: state_dict_bytes(model), CONFIG: json.dumps(_json_safe(config), indent=2).encode()}
+    files = {WEIGHTS: state_dict_bytes(model), CONFIG: json.dumps(json_safe(config), indent=2).encode()}
     for fname, data in (extra_files or {}).items():
         if fname in files:
             raise ValueError(f"Refusing to write the extra file {fname!r}.")
@@ -176,64 +190,171 @@ def save_checkpoint(
 
 
 def save_files(name: str, files: dict[str, bytes], *, overwrite: bool = False, root: Path | None = None) -> Path:
-    """Write ``files`` (name → bytes) as the folder ``<root>/<name>/`` in one atomic step."""
+    """Write ``files`` (name → bytes) as the folder ``<root>/<name>/`` in one atomic step.
+
+    Safe against other processes saving or scanning the same folder: the old checkpoint or the new
+    one is there at every moment, and a failure is a ValueError with a sentence, never a lost run.
+    """
     root = Path(root or checkpoint_dir())
-    root.mkdir(parents=True, exist_ok=True)
     final = resolve(name, root)
     if final.exists() and not overwrite:
         raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
     for fname in files:
         if "/" in fname or "\\" in fname or fname.startswith(".") or not fname:
             raise ValueError(f"Refusing to write the file {fname!r}.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    tmp = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}@{os.getpid()}-", dir=root))
+        _WRITING.add(tmp.name)
         for fname, data in files.items():
             _write_synced(tmp / fname, data)
         _fsync_dir(tmp)
-        with _SWAP_LOCK:
+        with _root_lock(root):
+            if final.exists() and not overwrite:  # another process created it meanwhile
+                raise ValueError(f"A checkpoint named {name!r} already exists; choose another name.")
             _swap_in(tmp, final, root, name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(root)
+        _fsync_dir(root)
+    except OSError as e:
+        raise ValueError(f"The checkpoint {name!r} could not be saved ({e.strerror or type(e).__name__}); "
+                         "any earlier checkpoint of that name is unchanged.") from e
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)  # the new files on failure, the old ones after an exchange
+            _WRITING.discard(tmp.name)
     return final
 
 
+@contextlib.contextmanager
+def _root_lock(root: Path) -> Iterator[None]:
+    """Hold the checkpoints folder's lock: exclusive, across threads and (with fcntl) across processes."""
+    with _THREAD_LOCK:
+        if fcntl is None:
+            yield
+            return
+        try:
+            fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only folder: nobody can rename anything in it, so there is nothing to guard
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock (as does the death of the process)
+
+
+def _libc_renameat2():
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2  # glibc ≥ 2.28
+    except (AttributeError, OSError, TypeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+_RENAMEAT2 = _libc_renameat2() if os.name == "posix" else None
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2); False where the system cannot."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False  # an older kernel or a filesystem without exchange: the caller renames twice
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _swap_in(tmp: Path, final: Path, root: Path, name: str) -> None:
-    if final.exists():
-        # Move the old folder aside first; an interrupted swap is undone by _recover().
+    """Put ``tmp`` in place of ``final``; called with the root lock held. ``tmp`` then holds the old files, if any."""
+    if not final.exists():
+        os.replace(tmp, final)
+    elif not _exchange(tmp, final):
+        # Move the old folder aside first; a save killed between the two renames is undone by _recover().
         trash = root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
         os.replace(final, trash)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            os.replace(trash, final)
+            raise
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
-def _recover(root: Path) -> None:
-    """Restore a folder moved aside by an interrupted overwrite; drop stale temporary folders."""
-    if not root.is_dir():
-        return
-    now = time.time()
-    with _SWAP_LOCK:
-        entries = list(root.iterdir())
-    for entry in entries:
-        if entry.name.startswith(".trash-"):
-            name = entry.name[len(".trash-") : -9]
-            target = root / name
+def _owner_alive(entry: str) -> bool | None:
+    """Whether the save that made temporary folder ``entry`` still runs; None when its name has no pid."""
+    match = _TMP.match(entry)
+    if not match:
+        return None
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return entry in _WRITING  # e.g. the app restarted with the pid it had before (pid 1 in a container)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists (another user's), or we cannot tell: keep its folder
+    return True
+
+
+def _recover(root: Path, *, dead_owners: bool = False) -> list[Path]:
+    """Restore a folder moved aside by an interrupted overwrite; drop temporary folders no save is writing.
+
+    A temporary folder goes when it is over an hour old (no save takes that long: its pid was
+    reused), or with ``dead_owners`` as soon as the process that made it (its pid is in its name) is gone.
+    """
+    try:
+        names = [e.name for e in os.scandir(root)]
+    except OSError:
+        return []
+
+    def stale(entry: str) -> bool:
+        if not entry.startswith(".tmp-"):
+            return False
+        if dead_owners and _owner_alive(entry) is False:
+            return True
+        try:
+            return time.time() - (root / entry).stat().st_mtime > _STALE_TMP_SECONDS
+        except OSError:
+            return False
+
+    if not any(n.startswith(".trash-") or stale(n) for n in names):
+        return []  # the common case: nothing to do, and no lock taken
+    removed = []
+    with _root_lock(root):  # a save in progress finishes its swap first, so what is left here is left over
+        for entry in sorted(os.listdir(root)):
+            path = root / entry
             try:
-                if not target.exists():
-                    os.replace(entry, target)
-                else:
-                    shutil.rmtree(entry, ignore_errors=True)
+                match = _TRASH.match(entry)
+                if match:
+                    target = root / match["name"]
+                    if not target.exists():
+                        os.replace(path, target)
+                    else:
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed.append(path)
+                elif stale(entry) and path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
             except OSError:
                 pass
-        elif entry.name.startswith(".tmp-") and entry.is_dir():
-            try:
-                if now - entry.stat().st_mtime > _STALE_TMP_SECONDS:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except OSError:
-                pass
+    return removed
+
+
+def clean_stale(root: Path | None = None) -> list[Path]:
+    """Clean the checkpoints folder once at start: undo overwrites interrupted between their two renames and
+    delete the temporary folders of saves whose process was killed. Returns the folders deleted.
+
+    A temporary folder whose process is still alive (a save in progress in the CLI, say) is kept.
+    """
+    return _recover(Path(root or checkpoint_dir()), dead_owners=True)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -295,17 +416,33 @@ def _build_and_fill(config: dict, tensors: dict[str, torch.Tensor]) -> LatentMod
     return model
 
 
+def _unchanged_while(folder: Path, read):
+    """(signature, read()) with the folder's files unchanged during the read: a save that swaps the folder in
+    meanwhile would otherwise pair one save's config with another's weights. Tries three times."""
+    for attempt in range(3):
+        sig = file_signature(folder)
+        result = read()
+        if attempt == 2 or file_signature(folder) == sig:
+            return sig, result
+
+
 def load_folder(folder: Path, device: str | torch.device | None = None) -> tuple[LatentModel, dict]:
     """Load a checkpoint folder: (model in eval mode on ``device``, its config.json)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"There is no checkpoint at {folder}.")
-    try:
-        config = read_config(folder)
-        model = _build_and_fill(config, read_tensors(folder / WEIGHTS))
-    except ValueError as e:
-        raise ValueError(f"The checkpoint {folder.name!r} cannot be loaded: {e}.") from None
-    model.checkpoint_name = config.get("name", folder.name)
+
+    def read():
+        try:
+            config = read_config(folder)
+            return config, _build_and_fill(config, read_tensors(folder / WEIGHTS))
+        except ValueError as e:
+            return e
+
+    _, result = _unchanged_while(folder, read)
+    if isinstance(result, ValueError):
+        raise ValueError(f"The checkpoint {folder.name!r} cannot be loaded: {result}.") from None
+    config, model = result
     model.eval()
     if device is not None:
         model.to(device)
@@ -343,19 +480,22 @@ def file_signature(folder: Path) -> tuple:
 def inspect_checkpoint(folder: Path) -> CheckpointInfo:
     """Check one folder fully (config, weights, shapes, finiteness); cached until its files change."""
     folder = Path(folder)
-    sig = file_signature(folder)
     cached = _SCAN_CACHE.get(folder)
-    if cached and cached[0] == sig:
+    if cached and cached[0] == file_signature(folder):
         return cached[1]
+    sig, info = _unchanged_while(folder, lambda: _inspect(folder))
+    _SCAN_CACHE[folder] = (sig, info)
+    return info
+
+
+def _inspect(folder: Path) -> CheckpointInfo:
     info = CheckpointInfo(name=folder.name, path=folder, ok=False)
     try:
         validate_name(folder.name)
         config = read_config(folder, kinds=(*REGISTRY, *AUXILIARY_KINDS))
         info.kind = config["model"]["kind"]
         if info.kind in AUXILIARY_KINDS:
-            _SCAN_CACHE[folder] = (sig, info)
             return info
-        info.kind = config["model"]["kind"]
         info.latent_dim = int(config["model"].get("config", {}).get("latent_dim", 0))
         info.created = str(config.get("created", ""))
         info.metrics = config.get("metrics") or {}
@@ -364,7 +504,6 @@ def inspect_checkpoint(folder: Path) -> CheckpointInfo:
         info.ok = True
     except ValueError as e:
         info.reason = str(e)
-    _SCAN_CACHE[folder] = (sig, info)
     return info
 
 
@@ -389,21 +528,3 @@ def list_checkpoints(root: Path | None = None) -> list[str]:
     """The names of the checkpoints that load."""
     return [info.name for info in scan_checkpoints(root) if info.ok]
 
-
-def load_model(name_or_path: str | Path, device: str | torch.device | None = None) -> LatentModel:
-    """Load a checkpoint by name (a slug under the checkpoints folder) or by ``pathlib.Path``.
-
-    A string is always treated as a name, so user input such as ``'../app'`` is refused
-    rather than followed; pass a ``Path`` to load a folder elsewhere on purpose, or
-    ``"hf://user/name"`` for a checkpoint pushed to the Hugging Face Hub.
-    """
-    if isinstance(name_or_path, Path):
-        folder = name_or_path
-    elif isinstance(name_or_path, str) and name_or_path.startswith("hf://"):
-        from .hub import download
-
-        folder = download(name_or_path)
-    else:
-        folder = find(name_or_path)
-    model, _ = load_folder(folder, device)
-    return model
