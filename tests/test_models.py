@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vaedemo.models import REGISTRY, build_model, config_to_dict, model_from_config
+from vaedemo.models import REGISTRY, build_model, config_to_dict, kind_label, model_from_config
 
 
 def test_ae_encoder_matches_notebook_summary():
@@ -66,16 +66,6 @@ def test_vae_train_eval_flag_is_not_overridden():
         assert not torch.equal(vae(x).z, vae(x).z)
 
 
-def test_reparameterization_uses_sigma_not_variance():
-    torch.manual_seed(0)
-    mu = torch.zeros(100_000, 1)
-    logvar = torch.full((100_000, 1), 2 * torch.log(torch.tensor(3.0)))  # sigma = 3, var = 9
-    from vaedemo.models import reparameterize
-
-    z = reparameterize(mu, logvar)
-    assert abs(float(z.std()) - 3.0) < 0.05
-
-
 def test_fc2_input_dim_is_used():
     ae = build_model("ae", hidden_dim=32)
     assert ae.encoder.encoder_lin[0].out_features == 32
@@ -120,7 +110,7 @@ def test_unknown_model_and_setting_are_refused():
 
 
 def test_prior_mmd_is_small_for_prior_draws_and_large_for_clustered_codes():
-    from vaedemo.models import prior_mmd
+    from vaedemo.distributions import prior_mmd
 
     torch.manual_seed(0)
     matched = prior_mmd(torch.randn(256, 16))
@@ -159,38 +149,23 @@ def test_mixture_prior_density_matches_torch_distributions():
     assert torch.allclose(plain.log_prior(z), dist.Normal(0, 1).log_prob(z).sum(-1), atol=1e-4)
 
 
-def test_mixture_prior_samples_come_from_its_components():
-    torch.manual_seed(0)
-    model = build_model("conv-vae", latent_dim=3, hidden_dim=16, prior_components=2)
-    with torch.no_grad():
-        model.prior.means.copy_(torch.tensor([[10.0, 0, 0], [-10.0, 0, 0]]))
-        model.prior.logvars.fill_(-4.0)
-    z = model.sample_prior(400, 1.0, torch.Generator().manual_seed(1))
-    assert ((z[:, 0] - 10).abs() < 1).float().mean() > 0.3 and ((z[:, 0] + 10).abs() < 1).float().mean() > 0.3
-    assert ((z[:, 0].abs() - 10).abs() < 1).all()  # every draw sits on a component, none in between
-    cold = model.sample_prior(50, 1e-6, torch.Generator().manual_seed(2))
-    assert set(cold[:, 0].round().tolist()) <= {10.0, -10.0}
-    mean, std = model.prior.moments()
-    assert abs(float(mean[0])) < 1e-5 and abs(float(std[0]) - 10) < 0.01
-
-
-def test_kl_under_a_learnt_prior_is_an_unbiased_estimate():
-    """With one component at N(0, I), the one-draw KL averages to the closed form the plain VAE uses."""
-    torch.manual_seed(0)
-    model = build_model("vae", latent_dim=4, hidden_dim=32, prior_components=1)
-    with torch.no_grad():
-        model.prior.means.zero_()
-        model.prior.logvars.zero_()
-    plain = build_model("vae", latent_dim=4, hidden_dim=32)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior.")})
-    x = torch.rand(4, 1, 28, 28)
-    exact = float(plain.loss(x).kl)
-    estimates = torch.stack([model.loss(x).kl for _ in range(2000)])
-    assert abs(float(estimates.mean()) - exact) < 0.05 * exact + 0.01
-    assert float(estimates.std()) > 0  # an estimate, not the closed form
-
-
 @pytest.mark.parametrize("value", [-1, 1.5, True, 10**6])
 def test_bad_prior_component_counts_are_refused(value):
     with pytest.raises(ValueError, match="prior_components"):
         build_model("vae", prior_components=value)
+
+
+def test_mixture_prior_moments_are_the_mixtures():
+    model = build_model("conv-vae", latent_dim=3, hidden_dim=16, prior_components=2)
+    with torch.no_grad():
+        model.prior.means.copy_(torch.tensor([[10.0, 0, 0], [-10.0, 0, 0]]))
+        model.prior.logvars.fill_(-4.0)
+    mean, std = model.prior.moments()
+    assert abs(float(mean[0])) < 1e-5 and abs(float(std[0]) - 10) < 0.01
+
+
+def test_every_kind_has_a_label_and_a_title():
+    assert [kind_label(k) for k in ("ae", "vae", "conv-vae", "cvae")] == ["AE", "VAE", "Conv VAE", "CVAE"]
+    assert REGISTRY["vae"].title == "VAE (MLP, as in the lecture)" and REGISTRY["ae"].title == "Plain autoencoder (AE)"
+    assert all(spec.label and spec.title for spec in REGISTRY.values())
+    assert kind_label("gan") == "gan"  # an unknown kind is shown as it is

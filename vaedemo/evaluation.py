@@ -5,28 +5,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checkpoints import find, load_folder, read_config
+from .checkpoints import find, load_folder
 from .classifier import classifier_available, load_classifier, sample_quality
 from .data import load_dataset, load_npz
+from .distributions import prior_draws
 from .metrics import evaluate
 from .models import LatentModel
+from .projections import PCAProjection
 
 
 @torch.no_grad()
 def prior_samples(model: LatentModel, n: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-    """(n, 28, 28) decoded means of z drawn from the prior at temperature T (N(0, T² I) unless the
-    prior is learnt); a cvae cycles through the digits 0..9."""
-    gen = torch.Generator().manual_seed(seed)
-    z = model.sample_prior(n, temperature, gen)
-    y = torch.arange(n) % getattr(model.config, "num_classes", 10) if model.conditional else None
-    return model.decode(z, y.to(z.device) if y is not None else None)[:, 0].cpu().numpy()
+    """(n, 28, 28) decoded means of n prior draws at temperature T, from ``distributions.prior_draws``:
+    the images the app's Sample tab shows for the same count, temperature and seed. A cvae cycles
+    through the digits 0..9, as the Sample tab does when no digit is chosen."""
+    z = prior_draws(model, n, seed=seed, temperature=temperature)
+    y = torch.arange(n, device=z.device) % model.config.num_classes if model.conditional else None
+    return model.decode(z, y)[:, 0].cpu().numpy()
 
 
 def pca_baseline_mse(x_train: np.ndarray, x_val: np.ndarray, n_components: int) -> float:
-    """Reconstruction MSE of PCA with the same number of components, fitted on the training split."""
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=n_components, random_state=0).fit(x_train.reshape(len(x_train), -1) / 255.0)
+    """Reconstruction MSE of PCA with the same number of components, fitted on the training split
+    (the maps' ``PCAProjection``: scikit-learn's PCA)."""
+    pca = PCAProjection(n_components).fit(x_train.reshape(len(x_train), -1) / 255.0)
     v = x_val.reshape(len(x_val), -1) / 255.0
     return float(((pca.inverse_transform(pca.transform(v)) - v) ** 2).mean())
 
@@ -51,7 +52,3 @@ def full_evaluation(name: str, *, data: str | None = None, iwae_k: int = 100, bi
         out["samples"] = sample_quality(prior_samples(model, samples, 1.0, seed), load_classifier())
     return out
 
-
-def recorded_evaluation(name: str) -> dict:
-    """The evaluation stored in a checkpoint's config.json by ``evaluate --record``."""
-    return (read_config(find(name)).get("metrics") or {}).get("evaluation") or {}

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .data import to_unit_float
-from .models import LatentModel, bernoulli_nll, gaussian_kl, normal_logpdf
+from .distributions import bernoulli_nll, gaussian_kl, log_ratio, reparameterize
+from .models import LatentModel
 
 
 def binarize(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -33,13 +34,11 @@ def iwae_nll(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, k: int
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
         eps = torch.randn(m, n, d, device=x.device)
-        z = mu + (0.5 * logvar).exp() * eps  # (m, N, D)
+        z = reparameterize(mu, logvar, eps)  # (m, N, D)
         yy = y.repeat(m) if y is not None else None
         logits = model.decode_logits(z.reshape(m * n, d), yy)  # (m*N, 1, 28, 28)
         log_px_z = -bernoulli_nll(logits, x.repeat(m, 1, 1, 1)).view(m, n)
-        log_pz = model.log_prior(z)
-        log_qz = normal_logpdf(z, mu, logvar)
-        log_w.append(log_px_z + log_pz - log_qz)
+        log_w.append(log_px_z - log_ratio(model, z, mu, logvar))  # log p(x|z) + log p(z) - log q(z|x)
     log_w = torch.cat(log_w)  # (k, N)
     return -(torch.logsumexp(log_w, 0) - math.log(k))
 
@@ -104,14 +103,3 @@ def evaluate(model: LatentModel, images: np.ndarray, labels: np.ndarray | None =
             result.update(iwae_nll=sums["iwae"] / n, iwae_k=iwae_k)
     return result
 
-
-@torch.no_grad()
-def kl_per_dimension(model: LatentModel, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """Average KL per latent dimension over ``images`` (D,); zeros for an AE."""
-    if not model.variational:
-        return np.zeros(model.latent_dim)
-    device = next(model.parameters()).device
-    x = to_unit_float(images).to(device)
-    y = torch.as_tensor(labels, dtype=torch.long, device=device) if model.conditional else None
-    mu, logvar = model.encode(x, y)
-    return gaussian_kl(mu, logvar).mean(0).cpu().numpy()

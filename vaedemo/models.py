@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LOG_2PI = math.log(2 * math.pi)
+from . import distributions
+from .distributions import LOG_2PI, prior_mmd  # noqa: F401  (prior_mmd: re-exported for training.py)
 
 
 class Loss(NamedTuple):
@@ -105,57 +106,6 @@ def validate_config(config: Any) -> None:
         raise ValueError(f"channels must be three whole numbers between 1 and 1024, not {channels!r}.")
 
 
-# ---------------------------------------------------------------------------------- shared math
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma * eps (Kingma & Welling 2014, sec. 2.4).
-
-    Lecture bug: ``reparameterization(mean, var)`` was handed exp(0.5*logvar), a standard
-    deviation, under the name ``var``. Here the log-variance goes in and sigma is derived once.
-    """
-    std = torch.exp(0.5 * logvar)
-    return mu + std * torch.randn_like(std)
-
-
-def normal_logpdf(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per dimension, (N, D) (Kingma & Welling 2014, appendix B)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def prior_mmd(z: torch.Tensor) -> torch.Tensor:
-    """Squared MMD between a batch of codes (N, D) and as many draws from the prior N(0, I).
-
-    Penalising it pulls the codes' aggregate distribution q(z) onto the prior, so fewer prior
-    samples land in the "holes" between digit clusters and decode to blends (InfoVAE, Zhao et
-    al. 2019; WAE, Tolstikhin et al. 2018). Inverse multiquadric kernels C / (C + |a - b|^2) at
-    several scales with C = 2 D s, the unbiased estimator, as in the WAE paper.
-    """
-    n, d = z.shape
-    if n < 2:
-        return z.new_zeros(())
-    p = torch.randn_like(z)
-    both = torch.cat([z, p])
-    sq = torch.cdist(both, both).pow(2)
-    off = ~torch.eye(n, dtype=torch.bool, device=z.device)
-    total = z.new_zeros(())
-    for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
-        c = 2.0 * d * s
-        k = c / (c + sq)
-        total = total + (k[:n, :n][off].mean() + k[n:, n:][off].mean() - 2 * k[:n, n:].mean())
-    return total
-
-
-def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) per image, (N,), for pixel intensities x in [0, 1] under a Bernoulli decoder."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-
-
 # ---------------------------------------------------------------------------------- priors
 
 
@@ -224,18 +174,14 @@ class LatentModel(nn.Module):
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z), (...,) for z of shape (..., D): N(0, I), or the learnt mixture."""
-        if self.prior is not None:
-            return self.prior.log_prob(z)
-        return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+        return distributions.log_prior(self, z)
 
     def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(n, D) draws from the prior with its spread scaled by ``temperature``, on the model's device."""
-        eps = torch.randn(n, self.latent_dim, generator=generator)
-        device = next(self.parameters()).device
-        if self.prior is None:
-            return (eps * temperature).to(device)
-        k = torch.randint(len(self.prior.means), (n,), generator=generator)
-        return self.prior.sample(eps.to(device), k.to(device), temperature)
+        """Deprecated: call ``distributions.prior_draws(model, n, seed=..., temperature=...)``.
+
+        Kept until tests/test_inference.py switches; the generator only supplies its seed."""
+        seed = generator.initial_seed() if generator is not None else 0
+        return distributions.prior_draws(self, n, seed=seed, temperature=temperature)
 
     # -- to implement
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -249,7 +195,7 @@ class LatentModel(nn.Module):
         """Pixel probabilities, (N, 1, 28, 28)."""
         return torch.sigmoid(self.decode_logits(z, y))
 
-    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    def _labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         if not self.conditional:
             return None
         if y is None:
@@ -263,22 +209,14 @@ class LatentModel(nn.Module):
         z is sampled from q(z|x) in training mode (or when ``sample=True``, as an ELBO estimate
         needs) and is the mean otherwise, so inference is deterministic unless asked.
         """
-        y = self._labels(y, len(x))
+        y = self._labels(y)
         mu, logvar = self.encode(x, y)
         sample = self.training if sample is None else sample
-        if logvar is None or not sample:
-            z = mu
-        else:
-            z = reparameterize(mu, logvar)
+        z = distributions.reparameterize(mu, logvar) if logvar is not None and sample else mu
         logits = self.decode_logits(z, y)
-        recon = bernoulli_nll(logits, x).mean()
-        if logvar is None:
-            kl = torch.zeros((), device=x.device)
-        elif self.prior is None:
-            kl = gaussian_kl(mu, logvar).sum(1).mean()
-        else:  # no closed form under a mixture: a one-draw estimate of E_q[log q(z|x) - log p(z)]
-            zs = z if sample else reparameterize(mu, logvar)
-            kl = (normal_logpdf(zs, mu, logvar) - self.log_prior(zs)).mean()
+        recon = distributions.bernoulli_nll(logits, x).mean()
+        # Closed form under N(0, I); under a learnt prior a one-draw estimate, from this z when it was sampled.
+        kl = distributions.kl_term(self, mu, logvar, z if sample else None).mean()
         b = self.beta if beta is None else beta
         return Output(Loss(recon + b * kl, recon, kl), torch.sigmoid(logits), z, mu, logvar)
 
@@ -478,14 +416,26 @@ class ModelSpec:
     config_cls: type
     model_cls: type
     description: str = field(default="")
+    label: str = ""  # short name for menus and captions ("Conv VAE")
+    title: str = ""  # long name for the Train tab's model menu ("VAE (MLP, as in the lecture)")
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "ae": ModelSpec(AEConfig, ConvAE, "The lecture's convolutional autoencoder (latent 4)."),
-    "vae": ModelSpec(VAEConfig, MLPVAE, "The lecture's MLP variational autoencoder (latent 200)."),
-    "conv-vae": ModelSpec(ConvVAEConfig, ConvVAE, "Convolutional VAE: the AE's conv layers with a Gaussian latent."),
-    "cvae": ModelSpec(CVAEConfig, CVAE, "Class-conditional MLP VAE: ask it for a chosen digit."),
+    "ae": ModelSpec(AEConfig, ConvAE, "The lecture's convolutional autoencoder (latent 4).",
+                    "AE", "Plain autoencoder (AE)"),
+    "vae": ModelSpec(VAEConfig, MLPVAE, "The lecture's MLP variational autoencoder (latent 200).",
+                     "VAE", "VAE (MLP, as in the lecture)"),
+    "conv-vae": ModelSpec(ConvVAEConfig, ConvVAE, "Convolutional VAE: the AE's conv layers with a Gaussian latent.",
+                          "Conv VAE", "Conv VAE"),
+    "cvae": ModelSpec(CVAEConfig, CVAE, "Class-conditional MLP VAE: ask it for a chosen digit.",
+                      "CVAE", "Conditional VAE (CVAE)"),
 }
+
+
+def kind_label(kind: str) -> str:
+    """The short label of a model kind ("conv-vae" → "Conv VAE"); an unknown kind is shown as it is."""
+    spec = REGISTRY.get(kind)
+    return spec.label if spec is not None and spec.label else kind
 
 
 def build_model(kind: str, **overrides: Any) -> LatentModel:
