@@ -132,3 +132,46 @@ def test_projections_refuse_bad_input():
         pca.transform(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="finite"):
         pca.inverse_transform([[np.inf, 0.0]])
+
+
+def _brute_nearest(points, queries, k):
+    dist = np.sqrt(((queries[:, None, :] - points[None]) ** 2).sum(-1))  # (M, N)
+    idx = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(dist, idx, axis=1)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_kd_tree_neighbours_equal_brute_force(k):
+    from vaedemo.projections import _nearest
+
+    rng = np.random.default_rng(3)
+    points, queries = rng.normal(size=(50, 4)), rng.normal(size=(20, 4))
+    idx, dist = _nearest(points, queries, k)
+    ref_idx, ref_dist = _brute_nearest(points, queries, k)
+    assert idx.shape == dist.shape == (20, min(k, 50))
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-12)
+    idx, dist = _nearest(points, queries, 80)  # more than there are: every point, nearest first
+    assert idx.shape == (20, 50) and (np.diff(dist, axis=1) >= 0).all()
+
+
+def test_median_nn_spacing_is_public_and_documented():
+    from vaedemo.projections import median_nn_spacing
+
+    grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2)
+    assert median_nn_spacing(grid) == 1.0 and median_nn_spacing(grid[:1]) == 0.0
+    assert median_nn_spacing.__doc__
+
+
+def test_shipped_pca_map_keeps_its_coordinates():
+    """The app rebuilds a shipped map's PCA from its saved mean and axes; a refit lands on the same axes."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "vae-mnist" / "latent_map_pca.npz"
+    with np.load(path) as saved:
+        codes, coords, mean, components = (saved[k] for k in ("codes", "coords", "mean", "components"))
+    rebuilt = PCAProjection.from_arrays(mean, components)
+    np.testing.assert_allclose(rebuilt.transform(codes), coords, atol=1e-4)
+    refit = PCAProjection(2).fit(codes)
+    np.testing.assert_allclose(refit.components_, components, atol=1e-5)  # same signs: the map does not flip
+    np.testing.assert_allclose(refit.transform(codes), coords, atol=1e-3)

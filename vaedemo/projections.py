@@ -34,17 +34,11 @@ def _as_points(xy: np.ndarray, dim: int, what: str) -> np.ndarray:
 
 def _nearest(points: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of ``points`` to each query by Euclidean distance: (M, k) indices and distances."""
+    from scipy.spatial import cKDTree  # scipy comes with scikit-learn
+
     k = min(k, len(points))
-    # |q - p|^2 = |q|^2 - 2 q.p + |p|^2: one matrix product finds the candidates for all queries ...
-    d2 = (queries**2).sum(1)[:, None] - 2.0 * queries @ points.T + (points**2).sum(1)[None, :]  # (M, N)
-    if k < len(points):
-        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    else:
-        idx = np.tile(np.arange(len(points)), (len(queries), 1))
-    # ... then the k distances are computed directly, as the expansion loses precision near 0.
-    dist = np.sqrt(((points[idx] - queries[:, None, :]) ** 2).sum(-1))  # (M, k)
-    order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    dist, idx = cKDTree(points).query(queries, k=k)
+    return np.asarray(idx).reshape(len(queries), k), np.asarray(dist).reshape(len(queries), k)
 
 
 def _idw(values: np.ndarray, idx: np.ndarray, dist: np.ndarray, eps: float) -> np.ndarray:
@@ -55,27 +49,27 @@ def _idw(values: np.ndarray, idx: np.ndarray, dist: np.ndarray, eps: float) -> n
 
 
 class PCAProjection:
-    """Principal components by SVD; ``inverse_transform`` maps map coordinates back to codes exactly."""
+    """Principal components by scikit-learn's ``PCA`` (its solver choice, seeded); ``inverse_transform``
+    maps map coordinates back to codes exactly. Each axis's sign is scikit-learn's ``svd_flip``
+    convention (largest loading positive), so refits agree and a saved map keeps its orientation."""
 
     def __init__(self, n_components: int = 2):
         self.n_components = n_components
 
     def fit(self, codes: np.ndarray) -> "PCAProjection":
+        from sklearn.decomposition import PCA
+
         codes = _as_codes(codes)
-        self.mean_ = codes.mean(0)  # (D,)
-        _, s, vt = np.linalg.svd(codes - self.mean_, full_matrices=False)
         k = self.n_components
-        comps = np.zeros((k, codes.shape[1]))
-        comps[: min(k, len(vt))] = vt[:k]  # a 1-D latent gets a zero second axis
-        # Fix each axis's sign (largest loading positive), as scikit-learn's svd_flip does, so refits agree.
-        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
-        signs[signs == 0] = 1.0
-        self.components_ = comps * signs[:, None]  # (k, D), orthonormal rows
-        var = s**2 / max(1, len(codes) - 1)
-        padded = np.zeros(k)
-        padded[: min(k, len(var))] = var[:k]
-        self.explained_variance_ = padded
-        self.explained_variance_ratio_ = padded / max(var.sum(), 1e-12)
+        pca = PCA(n_components=min(k, *codes.shape), random_state=0).fit(codes)
+        fitted = len(pca.components_)  # fewer than k when the codes have fewer dimensions (a 1-D latent)
+        self.mean_ = pca.mean_  # (D,)
+        self.components_ = np.zeros((k, codes.shape[1]))  # (k, D), orthonormal rows; padded axes are zero
+        self.components_[:fitted] = pca.components_
+        self.explained_variance_ = np.zeros(k)
+        self.explained_variance_[:fitted] = pca.explained_variance_
+        self.explained_variance_ratio_ = np.zeros(k)
+        self.explained_variance_ratio_[:fitted] = pca.explained_variance_ratio_
         return self
 
     def transform(self, codes: np.ndarray) -> np.ndarray:
@@ -140,7 +134,7 @@ class TSNEProjection:
         self.codes_ = codes  # (N, D)
         self.embedding_ = np.asarray(embedding, dtype=np.float64)  # (N, 2)
         # Median distance from each map point to its nearest other point: the map's typical spacing.
-        self.spacing_ = _median_nn_spacing(self.embedding_)
+        self.spacing_ = median_nn_spacing(self.embedding_)
         return self
 
     def inverse(self, xy: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -160,7 +154,11 @@ class TSNEProjection:
         return _idw(self.embedding_, idx, dist, eps=1e-9)
 
 
-def _median_nn_spacing(points: np.ndarray) -> float:
+def median_nn_spacing(points: np.ndarray) -> float:
+    """The median distance from each point (N, 2) to its nearest other point: a map's typical spacing.
+
+    0.0 for fewer than two points. ``far_from_map`` calls a query "far" beyond FAR_FACTOR times it.
+    """
     from scipy.spatial import cKDTree  # scipy comes with scikit-learn
 
     if len(points) < 2:
@@ -173,6 +171,10 @@ def far_from_map(points: np.ndarray, xy: np.ndarray, spacing: float | None = Non
     """(M,) True where a query is farther from every map point than FAR_FACTOR x the median spacing."""
     xy = _as_points(xy, 2, "Map coordinates")
     points = np.asarray(points, dtype=np.float64)
-    spacing = _median_nn_spacing(points) if spacing is None else spacing
+    spacing = median_nn_spacing(points) if spacing is None else spacing
     _, dist = _nearest(points, xy, 1)
     return dist[:, 0] > FAR_FACTOR * spacing
+
+
+# Temporary alias for callers that still import the old private name; goes once they use median_nn_spacing.
+_median_nn_spacing = median_nn_spacing
