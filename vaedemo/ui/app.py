@@ -74,5 +74,6 @@ def build_demo() -> gr.Blocks:
         shown = {n: c for n, c in rec.outputs.components.items() if n != "here"}
         page = Outputs(list_rec=rec.model, list_cmp=rec.compare, list_map=lmap.model, list_smp=smp.model, **shown)
         demo.load(page.bind(page_view), None, list(page), api_visibility="private")
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    # api_open=False: /gradio_api/run/<endpoint> would skip the queue and its limits; clients join the queue
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)
     return demo

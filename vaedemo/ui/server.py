@@ -17,8 +17,9 @@ from .. import __version__
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from .about import health
 from .app import CSS, PAGE_JS, build_demo
+from .guard import BodyLimit, TempSweeper, share_the_queue
 from .latent_map import STATIC_ROUTE
-from .shared import sprite_png
+from .shared import sprite_png, sweep_exports
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 
@@ -70,6 +71,9 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     # (processing_utils._check_allowed); demo.launch() sets the flag, mount_gradio_app does not. Without
     # it an API client could name any file on the server, e.g. {"path": "/etc/passwd"}, as its "upload".
     demo.has_launched = True
+    share_the_queue(demo._queue)  # one client holds at most a few places in the shared queue
+    app.add_middleware(BodyLimit)  # bodies over the limit are refused before anything parses them
+    app.state.sweeper = TempSweeper(lambda: [Path(demo.GRADIO_CACHE)], also=[sweep_exports]).start()
     return app
 
 

@@ -1,0 +1,146 @@
+"""Abuse, as a hostile visitor would try it, against the launched app on loopback (bounded in count and time).
+
+Each case asserts what a user would notice: the server keeps answering /health, refuses with a sentence,
+and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from vaedemo.ui.guard import JSON_LIMIT, TempSweeper, share_the_queue
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+def _health_latency(app_url: str, stop: threading.Event, worst: list[float]) -> None:
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        while not stop.is_set():
+            start = time.perf_counter()
+            assert http.get("config").status_code == 200
+            worst[0] = max(worst[0], time.perf_counter() - start)
+            time.sleep(0.05)
+
+
+def test_large_bodies_are_refused_before_parsing_while_the_app_keeps_answering(app_url):
+    stop, worst = threading.Event(), [0.0]
+    watcher = threading.Thread(target=_health_latency, args=(app_url, stop, worst))
+    watcher.start()
+    try:
+        with httpx.Client(base_url=app_url, timeout=60) as http:
+            big = b'{"data": [' + b"1.0," * (3 * 1024 * 1024) + b'1.0], "fn_index": 0, "session_hash": "x"}'
+            r = http.post("gradio_api/queue/join", content=big, headers={"content-type": "application/json"})
+            assert r.status_code == 413 and "larger than this server accepts" in r.json()["detail"]
+
+            def chunks():  # no Content-Length: the limit is found while reading
+                for _ in range(40):
+                    yield b"[" + b"9" * (256 * 1024) + b"]"
+
+            r = http.post("gradio_api/queue/join", content=chunks(), headers={"content-type": "application/json"})
+            assert r.status_code == 413
+            r = http.post("gradio_api/upload", files={"files": ("big.png", b"\x89PNG" + b"0" * (12 * 2**20))})
+            assert r.status_code == 413  # uploads keep their own, larger cap
+            small = http.post("gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": "y"})
+            assert small.status_code != 413  # an honest body still goes through
+    finally:
+        stop.set()
+        watcher.join()
+    assert worst[0] < 5.0, f"the app stalled for {worst[0]:.1f} s while refusing large bodies"
+    assert JSON_LIMIT <= 2 * 1024 * 1024
+
+
+def test_the_run_routes_that_skip_the_queue_are_off(app_url):
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        r = http.post("gradio_api/run/sample", json={"data": ["tiny-vae", 4, 1.0, 0, "any"]})
+        assert r.status_code in (403, 404) and "queue" in r.text.lower()
+
+
+def _cut_off_upload(app_url: str, sent: int = 2 * 2**20) -> None:
+    """Start a multipart upload that declares 8 MB, send ``sent`` bytes of it, and hang up."""
+    url = urlparse(app_url)
+    boundary = "vaedemoboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall((f"POST /gradio_api/upload HTTP/1.1\r\nHost: {url.hostname}\r\n"
+                   f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {8 * 2**20}\r\n\r\n"
+                   ).encode() + head)
+        s.sendall(b"\x89PNG" + b"0" * sent)
+        time.sleep(0.5)  # let the server write what it got
+
+
+def test_cut_off_uploads_are_swept(app_url):
+    temp = Path(os.environ["GRADIO_TEMP_DIR"])
+    before = {p for p in temp.iterdir() if p.is_file()}
+    for _ in range(3):
+        _cut_off_upload(app_url)
+    time.sleep(1.0)
+    left = {p for p in temp.iterdir() if p.is_file()} - before
+    assert left, "a cut-off upload left no partial file: nothing to sweep (did Gradio change?)"
+    size = sum(p.stat().st_size for p in left)
+    assert size > 1 * 2**20
+    outside = temp.parent / "not-ours.txt"
+    outside.write_text("a file the sweep must never touch")
+    link = temp / "a-link"
+    link.symlink_to(outside)
+    os.utime(link, (0, 0), follow_symlinks=False)
+    sweeper = TempSweeper(lambda: [temp], age_s=600)
+    assert sweeper.sweep() == 0  # fresh files stay: an upload may still be arriving
+    assert sweeper.sweep(now=time.time() + 3600) >= len(left)
+    assert not ({p for p in temp.iterdir() if p.is_file()} - before - {link})
+    assert outside.read_text().startswith("a file") and link.is_symlink()  # a symlink is never followed
+    link.unlink()
+    outside.unlink()
+
+
+def test_one_client_cannot_fill_the_shared_queue():
+    """share_the_queue counts the events each session and each address holds and refuses the extra ones."""
+    pushed = []
+
+    async def original(body, request, username):
+        event = SimpleNamespace(session_hash=body.session_hash, request=request)
+        queue.event_ids_to_events[str(len(pushed))] = event
+        pushed.append(event)
+        return True, str(len(pushed)), "success"
+
+    queue = SimpleNamespace(event_ids_to_events={}, push=original)
+    share_the_queue(queue, per_session=4, per_address=6)
+
+    def request(host, forwarded=None):
+        return SimpleNamespace(client=SimpleNamespace(host=host),
+                               headers={"x-forwarded-for": forwarded} if forwarded else {})
+
+    async def run():
+        greedy = [await queue.push(SimpleNamespace(session_hash="greedy"), request("10.0.0.9"), None)
+                  for _ in range(6)]
+        other = await queue.push(SimpleNamespace(session_hash="polite"), request("10.0.0.7"), None)
+        mint = [await queue.push(SimpleNamespace(session_hash=f"mint-{i}"), request("10.0.0.9"), None)
+                for i in range(4)]
+        proxied = await queue.push(SimpleNamespace(session_hash="behind"), request("10.0.0.9", "203.0.113.5"), None)
+        return greedy, other, mint, proxied
+
+    greedy, other, mint, proxied = asyncio.run(run())
+    assert [ok for ok, _, _ in greedy] == [True] * 4 + [False] * 2
+    assert "wait until one of them finishes" in greedy[-1][1] and greedy[-1][2] == "queue_full"
+    assert other[0]  # another visitor is not made to wait for the greedy one
+    assert [ok for ok, _, _ in mint] == [True, True, False, False]  # new session names do not lift the address cap
+    assert proxied[0]  # behind a proxy, the forwarded address counts
+    queue.event_ids_to_events.clear()  # once they finish, the greedy session may ask again
+    assert asyncio.run(queue.push(SimpleNamespace(session_hash="greedy"), request("10.0.0.9"), None))[0]
+
+
+def test_the_page_still_works_after_the_abuse(app_url):
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        assert http.get("").status_code == 200 and "vaedemo" in http.get("config").text
+        assert json.loads(http.get("config").text)["version"]
