@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-fast bench checkpoints chromium clean
+.PHONY: run lint format test test-fast bench checkpoints chromium clean
 
 # The venv is rebuilt when the requirements change; torch/torchvision are pinned to on-disk wheels.
 $(VENV)/.installed: requirements.txt
@@ -25,10 +25,18 @@ chromium:
 run: $(VENV)/.installed
 	$(PY) app.py
 
-test: $(VENV)/.installed-dev chromium
+# ruff's rules and format settings are in pyproject.toml; `make test` lints first, so CI fails on a lint error.
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+
+format: $(VENV)/.installed-dev
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint chromium
 	$(PY) -m pytest -q
 
-test-fast: $(VENV)/.installed-dev
+test-fast: lint
 	$(PY) -m pytest -q -m "not browser and not slow"
 
 bench: $(VENV)/.installed-dev

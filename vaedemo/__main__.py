@@ -168,6 +168,19 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    if args.host:
+        os.environ["GRADIO_SERVER_NAME"] = args.host
+    if args.port is not None:
+        os.environ["PORT"] = str(args.port)
+    from .ui import serve  # Gradio is imported only for this command
+
+    serve()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vaedemo", description="Train and evaluate autoencoders and VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -238,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo", required=True, help="user/name on the Hub")
     push.add_argument("--private", action="store_true")
     push.set_defaults(func=_cmd_push)
+
+    serve = sub.add_parser("serve", help="start the web app (what python app.py does)")
+    serve.add_argument("--host", default=None, help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default $PORT, $GRADIO_SERVER_PORT or 7860)")
+    serve.set_defaults(func=_cmd_serve)
 
     ls = sub.add_parser("list", help="list checkpoints")
     ls.set_defaults(func=_cmd_list)
