@@ -54,8 +54,9 @@ def ckdir(tmp_path, monkeypatch):
 def test_overwrites_racing_scans_from_another_process_lose_nothing(ckdir, exchange):
     script = SAVER.format(root=str(ROOT), exchange=exchange, saves=SAVES)
     env = {**os.environ, "VAEDEMO_CHECKPOINT_DIR": str(ckdir)}
-    saver = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert saver.stdout.readline().strip() == "ready", saver.stderr.read()
         scans = missing = 0

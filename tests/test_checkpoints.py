@@ -42,7 +42,9 @@ def test_save_load_round_trip_gives_identical_outputs(ckdir, kind):
     assert vaedemo.list_checkpoints() == [f"rt-{kind}"]
 
 
-@pytest.mark.parametrize("name", ["../app", "..", "/etc/passwd", "a/b", "x\x00y", "A" * 10_000, "", "Upper", ".hidden", "a..b"])
+@pytest.mark.parametrize(
+    "name", ["../app", "..", "/etc/passwd", "a/b", "x\x00y", "A" * 10_000, "", "Upper", ".hidden", "a..b"]
+)
 def test_hostile_names_are_refused(ckdir, name):
     with pytest.raises(ValueError):
         vaedemo.load_model(name)
@@ -114,8 +116,17 @@ def _plant(folder: Path, how: str):
         (folder / "config.json").unlink()
 
 
-@pytest.mark.parametrize("how,reason", [("empty", "empty"), ("truncated", "safetensors"), ("wrong-shape", "shape"),
-                                        ("nan", "NaN"), ("bad-json", "JSON"), ("no-config", "missing")])
+@pytest.mark.parametrize(
+    "how,reason",
+    [
+        ("empty", "empty"),
+        ("truncated", "safetensors"),
+        ("wrong-shape", "shape"),
+        ("nan", "NaN"),
+        ("bad-json", "JSON"),
+        ("no-config", "missing"),
+    ],
+)
 def test_broken_checkpoint_is_listed_with_reason_and_others_still_load(ckdir, how, reason):
     save_checkpoint(build_model("ae"), "good")
     save_checkpoint(build_model("ae"), "bad")
@@ -147,8 +158,9 @@ SAVER = textwrap.dedent(
 def test_kill_9_mid_save_leaves_the_old_checkpoint_intact(ckdir):
     save_checkpoint(build_model("ae", latent_dim=3), "victim")
     env = {**os.environ, "VAEDEMO_CHECKPOINT_DIR": str(ckdir)}
-    proc = subprocess.Popen([sys.executable, "-c", SAVER.format(root=str(ROOT))], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SAVER.format(root=str(ROOT))], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert "wrote" in proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -67,8 +67,12 @@ def test_pip_install_gives_a_working_vaedemo_command(tmp_path):
     usage = _run([vaedemo, "--help"], cwd=work, env=env).stdout
     for command in ("serve", "train", "evaluate", "list"):
         assert command in usage
+    assert "No checkpoints yet" in _run([vaedemo, "list"], cwd=work, env=env).stdout
+    from vaedemo import build_model, save_checkpoint
+
+    save_checkpoint(build_model("vae", latent_dim=2, hidden_dim=8), "here", root=work / "checkpoints")
     listing = _run([vaedemo, "list"], cwd=work, env=env).stdout
-    assert "No checkpoints yet" in listing  # an installed vaedemo looks in ./checkpoints, here empty
+    assert listing.startswith("here ")  # an installed vaedemo keeps its checkpoints in ./checkpoints
 
 
 def test_serve_subcommand_starts_the_app_on_the_given_address(monkeypatch):

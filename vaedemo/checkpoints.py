@@ -177,7 +177,7 @@ def save_checkpoint(
             "config": config_to_dict(model.config),
             "num_parameters": model.num_parameters(),
         },
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         **(meta or {}),
     }
@@ -216,8 +216,10 @@ def save_files(name: str, files: dict[str, bytes], *, overwrite: bool = False, r
             _swap_in(tmp, final, root, name)
         _fsync_dir(root)
     except OSError as e:
-        raise ValueError(f"The checkpoint {name!r} could not be saved ({e.strerror or type(e).__name__}); "
-                         "any earlier checkpoint of that name is unchanged.") from e
+        raise ValueError(
+            f"The checkpoint {name!r} could not be saved ({e.strerror or type(e).__name__}); "
+            "any earlier checkpoint of that name is unchanged."
+        ) from e
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)  # the new files on failure, the old ones after an exchange
@@ -395,7 +397,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return st_load(path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError, OSError) as e:
-        raise ValueError(f"its {path.name} is not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
+        raise ValueError(
+            f"its {path.name} is not a readable safetensors file ({str(e).splitlines()[0][:120]})"
+        ) from None
 
 
 def _build_and_fill(config: dict, tensors: dict[str, torch.Tensor]) -> LatentModel:
@@ -527,4 +531,3 @@ def scan_checkpoints(root: Path | None = None) -> list[CheckpointInfo]:
 def list_checkpoints(root: Path | None = None) -> list[str]:
     """The names of the checkpoints that load."""
     return [info.name for info in scan_checkpoints(root) if info.ok]
-

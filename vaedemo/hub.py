@@ -14,7 +14,7 @@ _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{
 
 def parse_repo(ref: str) -> tuple[str, str | None]:
     """'hf://user/name' or 'hf://user/name@rev' → (repo_id, revision)."""
-    body = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
+    body = ref[len(PREFIX) :] if ref.startswith(PREFIX) else ref
     repo, _, rev = body.partition("@")
     if not _REPO.match(repo) or ".." in repo:
         raise ValueError(f"{ref!r} is not a Hub model id; write it as hf://user/name.")
@@ -30,8 +30,13 @@ def push(name: str, repo: str, *, private: bool = False, token: str | None = Non
     load_folder(folder)  # never publish a broken checkpoint
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                      allow_patterns=list(PUSHED_FILES), commit_message=f"Upload vaedemo checkpoint {name}")
+    api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        allow_patterns=list(PUSHED_FILES),
+        commit_message=f"Upload vaedemo checkpoint {name}",
+    )
     return str(url)
 
 
