@@ -297,6 +297,8 @@ def _owner_alive(entry: str) -> bool | None:
     pid = int(match["pid"])
     if pid == os.getpid():
         return entry in _WRITING  # e.g. the app restarted with the pid it had before (pid 1 in a container)
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows: leave it to the one-hour rule
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
