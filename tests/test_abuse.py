@@ -144,3 +144,33 @@ def test_the_page_still_works_after_the_abuse(app_url):
     with httpx.Client(base_url=app_url, timeout=30) as http:
         assert http.get("").status_code == 200 and "vaedemo" in http.get("config").text
         assert json.loads(http.get("config").text)["version"]
+
+
+def test_session_state_is_bounded_and_idle_sessions_expire(app_url):
+    import datetime
+
+    from vaedemo.ui.guard import SESSION_CAPACITY, expire_idle_sessions
+
+    holder = SimpleNamespace(lock=threading.Lock(), session_data={}, time_last_used={})
+    now = datetime.datetime.now()
+    for i in range(10):
+        holder.session_data[f"s{i}"] = object()
+        holder.time_last_used[f"s{i}"] = now - datetime.timedelta(hours=2 if i < 7 else 0)
+    assert expire_idle_sessions(holder, idle_s=3600, now=now) == 7
+    assert sorted(holder.session_data) == ["s7", "s8", "s9"] and sorted(holder.time_last_used) == sorted(holder.session_data)
+    from vaedemo.ui import app as page
+
+    demo = page.build_demo()
+    from vaedemo.ui.server import build_app
+
+    build_app(demo)
+    assert demo.state_holder.capacity == SESSION_CAPACITY <= 2000  # not Gradio's 10,000 (~3 GB of state)
+
+
+def test_bad_calls_get_sentences_not_empty_errors(app_url):
+    with httpx.Client(base_url=app_url, timeout=30) as http:
+        r = http.post("gradio_api/upload", files={"files": ("", b"\x89PNG\r\n\x1a\n")})
+        assert r.status_code == 400 and "with a name" in r.json()["detail"]
+        r = http.post("gradio_api/call/sample", json={"data": ["tiny-vae"]})
+        assert r.status_code == 400 and "takes 5 inputs" in r.json()["detail"] and "sent 1" in r.json()["detail"]
+        assert http.get("config").status_code == 200  # and the server goes on

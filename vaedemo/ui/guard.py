@@ -24,6 +24,8 @@ JSON_LIMIT = 2 * 1024 * 1024  # the largest honest call (a data-URL digit, a tra
 UPLOAD_PATHS = ("/gradio_api/upload", "/upload")
 MAX_PER_SESSION = 4  # places one browser session may hold in the queue at once (waiting or running)
 MAX_PER_ADDRESS = 24  # and one address (many visitors can share one, behind a school's router)
+SESSION_CAPACITY = 2000  # browser sessions whose state is kept (Gradio's default, 10,000, is ~3 GB of it)
+SESSION_IDLE_S = 3600  # a session unused this long is forgotten
 SWEEP_EVERY_S = 300
 SWEEP_AGE_S = 600  # a temp file this old that no request holds is an orphan
 
@@ -52,7 +54,7 @@ class BodyLimit:
             if too_big:
                 return await _refuse(send, limit)
         seen = 0
-        started = refused = False
+        started = refused = crashed = False
 
         async def counted_receive():
             # Past the limit the app is told the client left (and gets no more of the body), and the
@@ -71,24 +73,42 @@ class BodyLimit:
             return message
 
         async def watched_send(message):
-            nonlocal started
-            if refused:
+            nonlocal started, crashed
+            if refused or crashed:
                 return
             if message["type"] == "http.response.start":
+                if message.get("status") == 500:  # Gradio's own error page for a crash: answered below
+                    crashed = True
+                    return
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, watched_send)
         except Exception:
-            if not refused:
+            if refused:
+                return
+            if started:
                 raise
+            crashed = True
+        if crashed:
+            # A malformed request Gradio does not answer itself (an upload part with an empty file name
+            # raised a TypeError, HTTP 500 and a traceback): one sentence, and the server goes on.
+            log.warning("a request to %s failed", scope.get("path", "")[:100])
+            upload = limit == self.upload_limit
+            await _answer(send, 400 if upload else 500,
+                          "The upload could not be read: send the picture as a file with a name."
+                          if upload else "Something went wrong on the server; try again.")
 
 
 async def _refuse(send, limit: int) -> None:
-    body = json.dumps({"detail": f"The request is larger than this server accepts ({limit // 2**20} MB); "
-                                 "send a smaller picture or fewer values."}).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _answer(send, 413, f"The request is larger than this server accepts ({limit // 2**20} MB); "
+                             "send a smaller picture or fewer values.")
+
+
+async def _answer(send, status: int, sentence: str) -> None:
+    body = json.dumps({"detail": sentence}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
@@ -103,6 +123,19 @@ def client_address(request: Any) -> str | None:
     return getattr(getattr(request, "client", None), "host", None)
 
 
+def _missing_inputs(queue: Any, body: Any) -> str | None:
+    """A sentence when a call sends fewer inputs than its endpoint takes (Gradio's own check fails with an
+    empty message), else None."""
+    fn = getattr(getattr(queue, "blocks", None), "fns", {}).get(getattr(body, "fn_index", None))
+    data = getattr(body, "data", None)
+    if fn is None or not isinstance(data, list) or len(data) >= len(fn.inputs):
+        return None
+    names = [getattr(c, "label", None) or type(c).__name__ for c in fn.inputs]
+    shown = ", ".join(str(n)[:40] for n in names[:12])
+    return (f"This endpoint takes {len(fn.inputs)} inputs ({shown}) but the call sent {len(data)}; "
+            "send one value for each (gradio_client's view_api() lists them).")
+
+
 def share_the_queue(queue: Any, per_session: int = MAX_PER_SESSION, per_address: int = MAX_PER_ADDRESS) -> None:
     """Wrap Gradio's ``Queue.push`` so that one browser session holds at most ``per_session`` events
     (waiting or running) and one address at most ``per_address``: one client cannot fill the queue
@@ -111,6 +144,9 @@ def share_the_queue(queue: Any, per_session: int = MAX_PER_SESSION, per_address:
     original = queue.push
 
     async def push(body, request, username):
+        missing = _missing_inputs(queue, body)
+        if missing:
+            return False, missing, "error"
         session = getattr(body, "session_hash", None)
         address = client_address(request)
         events = list(queue.event_ids_to_events.values())
@@ -123,6 +159,20 @@ def share_the_queue(queue: Any, per_session: int = MAX_PER_SESSION, per_address:
         return await original(body, request, username)
 
     queue.push = push
+
+
+def expire_idle_sessions(holder: Any, idle_s: float = SESSION_IDLE_S, now: Any = None) -> int:
+    """Forget the state of sessions unused for ``idle_s`` seconds (Gradio keeps each until its capacity
+    is reached); returns how many went. ``holder`` is Gradio's StateHolder (``app.state_holder``)."""
+    import datetime
+
+    now = now or datetime.datetime.now()
+    with holder.lock:
+        idle = [sid for sid, used in list(holder.time_last_used.items()) if (now - used).total_seconds() > idle_s]
+        for sid in idle:
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+    return len(idle)
 
 
 class TempSweeper:

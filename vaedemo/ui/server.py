@@ -17,7 +17,7 @@ from .. import __version__
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from .about import health
 from .app import CSS, PAGE_JS, build_demo
-from .guard import BodyLimit, TempSweeper, share_the_queue
+from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_sessions, share_the_queue
 from .latent_map import STATIC_ROUTE
 from .shared import sprite_png, sweep_exports
 
@@ -44,6 +44,7 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     setup()
     demo = demo or build_demo()
     threading.Thread(target=sprite_png, name="vaedemo-sprite", daemon=True).start()  # ready before the first hover
+    demo.state_session_capacity = SESSION_CAPACITY  # read when the Blocks are mounted
     app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     cache = {"Cache-Control": "public, max-age=86400"}
 
@@ -73,7 +74,8 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     demo.has_launched = True
     share_the_queue(demo._queue)  # one client holds at most a few places in the shared queue
     app.add_middleware(BodyLimit)  # bodies over the limit are refused before anything parses them
-    app.state.sweeper = TempSweeper(lambda: [Path(demo.GRADIO_CACHE)], also=[sweep_exports]).start()
+    app.state.sweeper = TempSweeper(lambda: [Path(demo.GRADIO_CACHE)],
+                                    also=[sweep_exports, lambda: expire_idle_sessions(demo.state_holder)]).start()
     return app
 
 
