@@ -62,7 +62,7 @@ def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
     monkeypatch.delenv("VAEDEMO_TRAINING")
     monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
     assert jobs.training_policy() == {"enabled": False, "on_space": True, "max_epochs": 5,
-                                         "max_train_items": 5000, "max_train_seconds": 300.0}
+                                         "max_train_items": 5000, "max_train_seconds": 300.0, "max_visitor_runs": 20}
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     monkeypatch.setenv("VAEDEMO_MAX_EPOCHS", "3")
     with pytest.raises(ValueError, match="at most 3 epochs"):
@@ -80,3 +80,50 @@ def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
             trainer.start(bad)
     with pytest.raises(ValueError, match="no training run"):
         list(trainer.events("nope"))
+
+
+# ---------------------------------------------------------------------------------- visitor runs
+
+
+def test_a_visitor_run_is_marked_and_never_becomes_the_default(monkeypatch):
+    """Issue: a 1-epoch VAE named 'aux' became the preselected model in every list for every new visitor."""
+    from vaedemo.ui.shared import pick
+
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = jobs.TrainingManager()
+    job = trainer.start({"name": "a-visitor-vae", "model": "vae", "latent_dim": 2, "epochs": 1, "max_train": 200,
+                         "iwae_k": 0})
+    assert _collect(trainer, job)[-1].checkpoint == "a-visitor-vae"
+    options = inference.checkpoint_choices()
+    labels = dict((name, label) for label, name in options)
+    assert labels["a-visitor-vae"].endswith("· visitor run")
+    marks = [label.endswith("visitor run") for label, _ in options]
+    assert marks == sorted(marks) and any(not m for m in marks)  # visitor runs are listed after the others
+    chosen = pick(None, options)
+    assert chosen != "a-visitor-vae" and not labels[chosen].endswith("visitor run")
+    assert pick(None, [(labels["a-visitor-vae"], "a-visitor-vae")]) == "a-visitor-vae"  # alone, it is the one
+
+
+def test_visitor_runs_are_kept_up_to_the_cap_oldest_removed_first(monkeypatch):
+    import time
+
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    monkeypatch.setenv("VAEDEMO_MAX_VISITOR_RUNS", "2")
+    trainer = jobs.TrainingManager()
+    for name in ("cap-1", "cap-2", "cap-3"):
+        job = trainer.start({"name": name, "model": "ae", "latent_dim": 2, "epochs": 1, "max_train": 200,
+                             "iwae_k": 0})
+        assert _collect(trainer, job)[-1].checkpoint == name
+        time.sleep(1.1)  # creation times are recorded to the second
+    names = [n for _, n in inference.checkpoint_choices()]
+    assert "cap-1" not in names and {"cap-2", "cap-3"} <= set(names)
+    assert {"tiny-ae", "tiny-vae"} & set(names)  # checkpoints not trained in the app are never removed
+    visitors = [n for label, n in inference.checkpoint_choices() if label.endswith("visitor run")]
+    assert len(visitors) == 2
+
+
+@pytest.mark.parametrize("name", ["con", "nul", "aux", "com1", "lpt9", "prn", "aux.vae", "con.txt"])
+def test_windows_device_names_are_refused(name, monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    with pytest.raises(ValueError, match="Windows reserves"):
+        jobs.TrainingManager().start({"name": name, "model": "ae", "epochs": 1})

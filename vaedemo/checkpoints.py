@@ -64,6 +64,10 @@ def checkpoint_dir() -> Path:
     return Path.cwd() / "checkpoints"
 
 
+# Windows opens a device, not a folder, for these names (with any extension): a checkpoint copied there would break.
+RESERVED_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))})
+
+
 def validate_name(name: Any) -> str:
     """Return ``name`` if it is a safe checkpoint name, else raise ValueError with a clear sentence."""
     if not isinstance(name, str) or not name:
@@ -77,6 +81,8 @@ def validate_name(name: Any) -> str:
             f"{name!r} is not a valid checkpoint name: use lower-case letters, digits, '-', '_' and '.', "
             "starting and ending with a letter or digit (for example 'my-vae')."
         )
+    if name.split(".")[0] in RESERVED_NAMES:
+        raise ValueError(f"{name!r} is a name Windows reserves for a device; choose another (for example 'my-vae').")
     return name
 
 
@@ -352,6 +358,19 @@ def _recover(root: Path, *, dead_owners: bool = False) -> list[Path]:
     return removed
 
 
+def delete_checkpoint(name: str, root: Path | None = None) -> None:
+    """Remove checkpoint ``name`` as one step: it is renamed out of the listing (to a temporary folder of
+    this process, which ``clean_stale`` removes if a kill stops the deletion half-way), then deleted."""
+    root = Path(root or checkpoint_dir())
+    folder = resolve(name, root)
+    if not folder.is_dir():
+        raise ValueError(f"There is no checkpoint named {name!r}.")
+    gone = root / f".tmp-{name}@{os.getpid()}-deleted{uuid.uuid4().hex[:8]}"
+    with _root_lock(root):
+        os.replace(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 def clean_stale(root: Path | None = None) -> list[Path]:
     """Clean the checkpoints folder once at start: undo overwrites interrupted between their two renames and
     delete the temporary folders of saves whose process was killed. Returns the folders deleted.
@@ -466,6 +485,7 @@ class CheckpointInfo:
     created: str = ""
     metrics: dict = field(default_factory=dict)
     dataset: str = ""
+    command: str = ""  # what made it, e.g. the CLI line, or runs.APP_COMMAND for a run started in the app
 
 
 _SCAN_CACHE: dict[Path, tuple[tuple, CheckpointInfo]] = {}
@@ -506,6 +526,7 @@ def _inspect(folder: Path) -> CheckpointInfo:
         info.created = str(config.get("created", ""))
         info.metrics = config.get("metrics") or {}
         info.dataset = str((config.get("data") or {}).get("dataset", ""))
+        info.command = str(config.get("command") or "")
         _build_and_fill(config, read_tensors(folder / WEIGHTS))
         info.ok = True
     except ValueError as e:

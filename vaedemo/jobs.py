@@ -19,9 +19,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .checkpoints import resolve, validate_name
+from .checkpoints import delete_checkpoint, resolve, scan_checkpoints, validate_name
 from .data import DATASETS, load_dataset
 from .models import REGISTRY, LatentModel, validate_config
+from .runs import APP_COMMAND
 from .projections import PCAProjection
 from .distributions import prior_draws
 from .inference.codec import decode, encode
@@ -55,7 +56,8 @@ def training_policy() -> dict:
 
     ``VAEDEMO_TRAINING`` on|off (default off on a Hugging Face Space, i.e. when ``SPACE_ID`` is
     set); caps ``VAEDEMO_MAX_EPOCHS`` (50; 5 on a Space), ``VAEDEMO_MAX_TRAIN_ITEMS`` (0 = no
-    cap; 5000 on a Space), ``VAEDEMO_MAX_TRAIN_SECONDS`` (0 = none; 300 on a Space).
+    cap; 5000 on a Space), ``VAEDEMO_MAX_TRAIN_SECONDS`` (0 = none; 300 on a Space), and
+    ``VAEDEMO_MAX_VISITOR_RUNS``, how many runs trained in the app are kept (0 = all; 20 on a Space).
     """
     on_space = bool(os.environ.get("SPACE_ID"))
     return {
@@ -64,6 +66,7 @@ def training_policy() -> dict:
         "max_epochs": max(1, int(_env_number("VAEDEMO_MAX_EPOCHS", 5 if on_space else 50))),
         "max_train_items": int(_env_number("VAEDEMO_MAX_TRAIN_ITEMS", 5000 if on_space else 0)),
         "max_train_seconds": float(_env_number("VAEDEMO_MAX_TRAIN_SECONDS", 300 if on_space else 0)),
+        "max_visitor_runs": int(_env_number("VAEDEMO_MAX_VISITOR_RUNS", 20 if on_space else 0)),
     }
 
 
@@ -92,6 +95,24 @@ PREVIEW_COUNT = 8
 LIVE_MAP_SIZE = 1000
 
 
+def prune_visitor_runs(keep: int, spare: str | None = None) -> list[str]:
+    """Delete the oldest runs trained in the app beyond the ``keep`` newest (never ``spare``, the one just
+    saved); returns the names removed. Checkpoints made any other way (shipped, the CLI) are never touched."""
+    if keep <= 0:
+        return []
+    runs = sorted((i for i in scan_checkpoints() if i.command == APP_COMMAND), key=lambda i: (i.created, i.name))
+    removed = []
+    for info in runs[: max(0, len(runs) - keep)]:
+        if info.name == spare:
+            continue
+        try:
+            delete_checkpoint(info.name)
+            removed.append(info.name)
+        except (OSError, ValueError) as e:
+            log.warning("could not remove the old visitor run %s: %s", info.name, e)
+    return removed
+
+
 def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
     """Check a training request from the web and turn it into a ``RunSpec``, applying the server's caps."""
     from .runs import RunSpec, model_overrides
@@ -115,7 +136,7 @@ def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
         requested = train_kw.get("max_seconds") or policy["max_train_seconds"]
         train_kw["max_seconds"] = min(requested, policy["max_train_seconds"])
     config = TrainConfig(**train_kw).validate()
-    spec = RunSpec(name=name, model=kind, dataset=dataset, train=config, command="vaedemo app", **run_kw)
+    spec = RunSpec(name=name, model=kind, dataset=dataset, train=config, command=APP_COMMAND, **run_kw)
     # Check the model's settings now (cheap: no weights are built) rather than in the background thread.
     sizes = {k: v for k, v in model_overrides(spec).items() if v is not None}
     validate_config(REGISTRY[kind].config_cls(**sizes))
@@ -233,6 +254,9 @@ class TrainingManager:
             job.publish(message=f"Training on {min(len(data.x_train), job.spec.max_train or 10**12):,} digits…")
             outcome = run(job.spec, data=data, progress=lambda p: self._progress(job, data, p), stop=job.stop)
             if outcome.saved:
+                removed = prune_visitor_runs(training_policy()["max_visitor_runs"], spare=outcome.name)
+                if removed:
+                    log.info("kept the newest visitor runs; removed %s", ", ".join(removed))
                 result = outcome.result
                 how = {"stop": "Stopped on request", "time": "Reached the time limit",
                        "early": "Stopped early (no improvement)"}.get(result.stopped, "Finished")

@@ -17,6 +17,7 @@ from .training import Progress, StopSignal, TrainConfig, TrainResult, dist_info,
 from .zerogpu import on_zerogpu, train_in_chunks
 
 OPTIMIZER_FILE = "optimizer.safetensors"
+APP_COMMAND = "vaedemo app"  # RunSpec.command of a run a visitor started in the app: a "visitor run"
 
 
 @dataclass

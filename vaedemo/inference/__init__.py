@@ -10,7 +10,7 @@ latent maps and per-checkpoint statistics are read-only caches shared by every r
 - ``maps``: latent maps and decoding a place on them; ``catalog``: which models there are.
 """
 
-from .catalog import broken_checkpoints, checkpoint_choices, checkpoint_info, model_health
+from .catalog import VISITOR_MARK, broken_checkpoints, checkpoint_choices, checkpoint_info, model_health
 from .data import MAP_SIZE, as_digit, bundled, bundled_digit, digit_input
 from .explore import Interpolation, Reconstruction, Traversal, dims_by_kl, interpolate, reconstruct, slerp, traverse
 from .maps import (METHODS, MIN_MAP_SIZE, DecodedPoint, LatentMap, decode_at, full_map, latent_map,
@@ -19,7 +19,7 @@ from .sampling import Reading, manifold_grid, read_digits, sample
 from .store import READERS, STORE, ModelStore
 
 __all__ = [
-    "MAP_SIZE", "METHODS", "MIN_MAP_SIZE", "READERS", "STORE",
+    "MAP_SIZE", "METHODS", "MIN_MAP_SIZE", "READERS", "STORE", "VISITOR_MARK",
     "DecodedPoint", "Interpolation", "LatentMap", "ModelStore", "Reading", "Reconstruction", "Traversal",
     "as_digit", "broken_checkpoints", "bundled", "bundled_digit", "checkpoint_choices", "checkpoint_info",
     "decode_at", "digit_input", "dims_by_kl", "full_map", "interpolate", "latent_map", "manifold_grid",

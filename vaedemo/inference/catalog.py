@@ -11,13 +11,21 @@ from .. import __version__
 from ..checkpoints import scan_checkpoints
 from ..device import pick_device
 from ..models import kind_label
+from ..runs import APP_COMMAND
 from .stats import prior_gaussian
 from .store import STORE
 
 
+VISITOR_MARK = " · visitor run"  # ends the label of a checkpoint trained by a visitor in the app
+
+
 def checkpoint_choices() -> list[tuple[str, str]]:
-    """(label, name) for every checkpoint that loads, e.g. ('vae-mnist · VAE · latent 200', 'vae-mnist')."""
-    return [(f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}", i.name) for i in scan_checkpoints() if i.ok]
+    """(label, name) for every checkpoint that loads, e.g. ('vae-mnist · VAE · latent 200', 'vae-mnist');
+    runs trained in the app are marked as visitor runs and listed after the others."""
+    infos = [i for i in scan_checkpoints() if i.ok]
+    infos.sort(key=lambda i: i.command == APP_COMMAND)  # stable: by name within each group
+    return [(f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}"
+             + (VISITOR_MARK if i.command == APP_COMMAND else ""), i.name) for i in infos]
 
 
 def broken_checkpoints() -> list[tuple[str, str]]:

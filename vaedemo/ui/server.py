@@ -14,6 +14,7 @@ import plotly
 from fastapi.responses import FileResponse, Response
 
 from .. import __version__
+from ..checkpoints import clean_stale
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from .about import health
 from .app import CSS, PAGE_JS, build_demo
@@ -21,6 +22,7 @@ from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_session
 from .latent_map import STATIC_ROUTE
 from .shared import sprite_png, sweep_exports
 
+log = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 
 _setup_done = False
@@ -28,7 +30,8 @@ _setup_done = False
 
 def setup() -> None:
     """The process-wide settings a server needs, done once when the app starts (not on import):
-    no Gradio telemetry, Pillow's limits for visitors' pictures, and logging."""
+    no Gradio telemetry, Pillow's limits for visitors' pictures, logging, and the checkpoint folder
+    cleaned of what a killed save left behind."""
     global _setup_done
     if _setup_done:
         return
@@ -36,6 +39,13 @@ def setup() -> None:
     configure_pillow()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        gone = clean_stale()
+    except OSError as e:  # a read-only checkpoints folder (a Space) has nothing to clean
+        log.warning("could not clean the checkpoints folder: %s", e)
+    else:
+        if gone:
+            log.info("removed %d folders left by interrupted saves", len(gone))
     _setup_done = True
 
 

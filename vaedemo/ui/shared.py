@@ -114,15 +114,19 @@ def choices() -> list[tuple[str, str]]:
 
 
 def pick(current: Any, options: list[tuple[str, str]], prefer: tuple[str, ...] = ("VAE",)) -> str | None:
-    """Keep ``current`` if it still exists, else the first checkpoint whose label shows a preferred kind."""
+    """Keep ``current`` if it still exists, else the first checkpoint whose label shows a preferred kind.
+
+    A visitor's run is never preselected while any other checkpoint exists: one visitor's 1-epoch model
+    must not become every new visitor's default."""
     names = [name for _, name in options]
     if current in names:
         return current
+    others = [(label, name) for label, name in options if not label.endswith(inference.VISITOR_MARK)] or options
     for kind in prefer:
-        for label, name in options:
+        for label, name in others:
             if f"· {kind} ·" in label:
                 return name
-    return names[0] if names else None
+    return others[0][1] if others else None
 
 
 def refresh_checkpoint(current: Any = None):

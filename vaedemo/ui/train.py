@@ -132,7 +132,11 @@ def _caps(policy: dict) -> str:
         caps.append(f"{policy['max_train_items']:,} training digits")
     if policy["max_train_seconds"]:
         caps.append(f"{duration(policy['max_train_seconds'])} per run")
-    return "This server allows " + ", ".join(caps) + "; one run at a time."
+    text = "This server allows " + ", ".join(caps) + "; one run at a time."
+    if policy.get("max_visitor_runs"):
+        text += (f" Runs trained here are listed as visitor runs and the newest {policy['max_visitor_runs']} are "
+                 "kept: the oldest is removed first.")
+    return text
 
 
 def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
