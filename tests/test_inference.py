@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaedemo import inference
+from vaedemo import distributions, inference
 from vaedemo.inference import codec, explore, maps, stats
 from vaedemo.data import bundled_digits
 
@@ -221,7 +221,7 @@ def test_a_learnt_prior_is_sampled_from_its_components():
     np.testing.assert_array_equal(samples, inference.sample(MIX, count=16, seed=3))
     with torch.no_grad():
         centres = model.decode(model.prior.means)[:, 0].numpy()  # (5, 28, 28)
-        draws = model.sample_prior(4000, 1.0, torch.Generator().manual_seed(0))
+        draws = distributions.prior_draws(model, 4000, seed=0)
     cold = inference.sample(MIX, count=16, temperature=1e-4, seed=3)
     gaps = np.abs(cold[:, None] - centres[None]).max(axis=(2, 3))  # (16, 5)
     assert (gaps.min(1) < 1e-3).all()  # at T → 0 every sample is one component's centre

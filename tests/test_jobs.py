@@ -127,3 +127,17 @@ def test_windows_device_names_are_refused(name, monkeypatch):
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     with pytest.raises(ValueError, match="Windows reserves"):
         jobs.TrainingManager().start({"name": name, "model": "ae", "epochs": 1})
+
+
+def test_the_curve_gets_training_loss_points_before_the_first_epoch_ends(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = jobs.TrainingManager()
+    job = trainer.start({"name": "curve-run", "model": "vae", "latent_dim": 2, "epochs": 2, "max_train": 2000,
+                         "batch_size": 32, "iwae_k": 0})
+    updates = _collect(trainer, job)
+    first_epoch = [u for u in updates if not u.history and u.steps]
+    assert first_epoch, "no training-loss point reached the page before the first epoch ended"
+    xs = [x for x, _ in updates[-1].steps]
+    assert xs == sorted(xs) and 0 < xs[0] < 1 and xs[-1] <= 2 and len(xs) >= 10
+    previews = [u.seq for u in updates if u.preview_recon is not None]
+    assert previews  # the previews still come, at most once a second and at the end

@@ -141,3 +141,15 @@ def test_projector_bundle_is_in_embedding_projector_format():
 def test_projector_bundle_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="N codes"):
         exports.projector_bundle(np.zeros((3, 2)), np.zeros(2), _digits(3))
+
+
+def test_loss_curves_move_within_the_first_epoch():
+    from vaedemo.plots import loss_curves
+
+    steps = [(0.1, 540.0), (0.2, 420.0), (0.3, 300.0)]  # before any epoch has finished
+    fig = loss_curves([], steps=steps)
+    assert len(fig.data) == 1 and list(fig.data[0].x) == [0.1, 0.2, 0.3] and "smoothed" in fig.data[0].name
+    assert not fig.layout.annotations  # no "No epochs finished yet": the curve already moves
+    history = [{"epoch": 1, "train_loss": 310.0, "val_loss": 305.0, "val_recon": 290.0, "val_kl": 15.0}]
+    names = [t.name for t in loss_curves(history, steps=steps).data]
+    assert names[0].startswith("train loss (smoothed") and "validation loss" in names and "train loss" not in names

@@ -79,6 +79,7 @@ class TrainUpdate:
     samples_per_s: float = 0.0
     eta_s: float = 0.0
     history: list[dict] = field(default_factory=list)  # one EpochStats dict per finished epoch
+    steps: list[tuple[float, float]] = field(default_factory=list)  # (epoch as a fraction, smoothed train loss)
     preview_recon: np.ndarray | None = None  # (8, 28, 28) reconstructions of preview_originals
     preview_originals: np.ndarray | None = None  # (8, 28, 28) fixed validation digits
     prior_samples: np.ndarray | None = None  # (8, 28, 28) decodes of 8 fixed prior draws
@@ -93,6 +94,8 @@ class TrainUpdate:
 
 PREVIEW_COUNT = 8
 LIVE_MAP_SIZE = 1000
+PREVIEW_EVERY_S = 1.0  # previews and the live map are redrawn at most this often (each costs an encode pass)
+MAX_CURVE_POINTS = 2000  # step points kept for the curve; older ones are thinned out
 
 
 def prune_visitor_runs(keep: int, spare: str | None = None) -> list[str]:
@@ -152,6 +155,7 @@ class _Job:
     latest: TrainUpdate | None = None
     started: float = field(default_factory=time.time)
     basis: PCAProjection | None = None  # the live map's axes, fitted after epoch 1 and then kept
+    previewed: float = 0.0  # time.monotonic() of the last previews
 
     @property
     def done(self) -> bool:
@@ -213,8 +217,9 @@ class TrainingManager:
                              "or the server restarted).")
         return job
 
-    def events(self, job_id: str, heartbeat_s: float = 1.0) -> Iterator[TrainUpdate]:
-        """Yield the run's updates as they come (the latest one when several arrive at once), ending with done."""
+    def events(self, job_id: str, heartbeat_s: float = 1.0, min_interval_s: float = 0.25) -> Iterator[TrainUpdate]:
+        """Yield the run's updates as they come, ending with done: the latest one when several arrive at
+        once, and at most one per ``min_interval_s`` (drawing a curve costs the training thread time)."""
         job = self._job(job_id)
         seen = -1
         while True:
@@ -226,6 +231,8 @@ class TrainingManager:
                 yield update
             if update.done:
                 return
+            with job.cond:  # rest a moment, but wake at once for the run's end
+                job.cond.wait_for(lambda: job.latest.done, timeout=min_interval_s)
 
     def stop(self, job_id: str) -> bool:
         """Ask a run to stop after its current batch; the best finished epoch is still saved."""
@@ -280,14 +287,22 @@ class TrainingManager:
         changes: dict[str, Any] = dict(fraction=p.fraction, epoch=p.epoch, epochs=p.epochs,
                                        samples_per_s=p.samples_per_s, eta_s=p.eta_s,
                                        message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}")
+        train_loss = getattr(p, "train_loss", None)
+        if train_loss is not None and p.steps and math.isfinite(train_loss):
+            steps = job.latest.steps
+            if len(steps) >= MAX_CURVE_POINTS:
+                steps = steps[::2]  # keep the whole run's shape at half the resolution
+            changes["steps"] = [*steps, (p.epoch - 1 + p.step / p.steps, float(train_loss))]
         if p.stats is not None:
             changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
             changes["message"] = (f"Epoch {p.epoch} of {p.epochs} done: validation loss "
                                   f"{p.stats.val_loss:.1f} nats")
-            if p.epoch >= p.epochs:  # evaluate (IWAE) and the save come next and take a few seconds
+            last = p.epoch >= p.epochs
+            if last:  # evaluate (IWAE) and the save come next and take a few seconds
                 changes["message"] += " · evaluating and saving…"
-            if p.model is not None:
+            if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
                 changes.update(self._previews(job, p.model, data))
+                job.previewed = time.monotonic()
         if job.stop.is_set():
             changes["message"] = "Stopping…"
         job.publish(**changes)

@@ -176,13 +176,6 @@ class LatentModel(nn.Module):
         """log p(z), (...,) for z of shape (..., D): N(0, I), or the learnt mixture."""
         return distributions.log_prior(self, z)
 
-    def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Deprecated: call ``distributions.prior_draws(model, n, seed=..., temperature=...)``.
-
-        Kept until tests/test_inference.py switches; the generator only supplies its seed."""
-        seed = generator.initial_seed() if generator is not None else 0
-        return distributions.prior_draws(self, n, seed=seed, temperature=temperature)
-
     # -- to implement
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError

@@ -26,11 +26,23 @@ def _rows(history: Sequence[Any]) -> list[dict]:
     return [asdict(h) if is_dataclass(h) else dict(h) for h in (history or [])]
 
 
-def loss_curves(history: Sequence[Any], title: str = "Loss per image (nats)") -> go.Figure:
-    """One line per loss over epochs; ``history`` is a list of EpochStats or their dicts."""
+def loss_curves(history: Sequence[Any], title: str = "Loss per image (nats)",
+                steps: Sequence[tuple[float, float]] | None = None) -> go.Figure:
+    """One line per loss over epochs; ``history`` is a list of EpochStats or their dicts.
+
+    ``steps``: (epoch as a fraction, smoothed training loss) every few steps, drawn as the training
+    curve (so it moves within an epoch) instead of the per-epoch training averages.
+    """
     rows = _rows(history)
     fig = go.Figure()
+    step_points = [(x, v) for x, v in (steps or []) if np.isfinite(v)]
+    if step_points:
+        xs, ys = zip(*step_points)
+        fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name="train loss (smoothed, every few steps)",
+                                 mode="lines", line=dict(width=1.5)))
     for key, (name, dash) in _CURVES.items():
+        if key == "train_loss" and step_points:
+            continue
         points = [(r.get("epoch", i + 1), r[key]) for i, r in enumerate(rows) if r.get(key) is not None]
         points = [(e, v) for e, v in points if np.isfinite(v)]
         if not points:
@@ -40,9 +52,8 @@ def loss_curves(history: Sequence[Any], title: str = "Loss per image (nats)") ->
                                  line=dict(dash=dash)))
     fig.update_layout(title=dict(text=title), xaxis_title="epoch", yaxis_title="nats per image",
                       legend=dict(orientation="h", y=-0.2), **_LAYOUT)
-    if not rows:
-        fig.add_annotation(text="No epochs finished yet", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
+    if not rows and not step_points:
+        fig.add_annotation(text="No epochs finished yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
 
 

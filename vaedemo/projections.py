@@ -174,7 +174,3 @@ def far_from_map(points: np.ndarray, xy: np.ndarray, spacing: float | None = Non
     spacing = median_nn_spacing(points) if spacing is None else spacing
     _, dist = _nearest(points, xy, 1)
     return dist[:, 0] > FAR_FACTOR * spacing
-
-
-# Temporary alias for callers that still import the old private name; goes once they use median_nn_spacing.
-_median_nn_spacing = median_nn_spacing

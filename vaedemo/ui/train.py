@@ -47,8 +47,8 @@ def _auto_name(kind: str) -> str:
 def update_view(u: jobs.TrainUpdate) -> dict:
     """One training update → what the tab shows (previews only when the update carries them)."""
     shown = {"progress": progress_html(u)}
-    if u.history:
-        shown["loss"] = plots.loss_curves(u.history)
+    if u.history or u.steps:
+        shown["loss"] = plots.loss_curves(u.history, steps=u.steps)
     if u.preview_recon is not None:
         shown["recon"] = exports.image_grid(np.stack([u.preview_originals, u.preview_recon]), scale=3, pad=2)
     if u.prior_samples is not None:
