@@ -51,7 +51,7 @@ def test_training_is_reproducible_on_cpu(small):
 
     a, b = once(), once()
     assert _val(a) == _val(b)
-    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+    for (ka, va), (_kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(va, vb), ka
 
 
@@ -151,3 +151,107 @@ def test_ema_keeps_the_averaged_weights(small):
     assert moved_half > 0.5 * moved_plain
     with pytest.raises(ValueError, match="ema"):
         TrainConfig(ema=1.0).validate()
+
+
+# ------------------------------------------------------------------ precision, fused Adam, step-level progress
+
+
+def test_precision_auto_picks_bf16_only_where_native(monkeypatch):
+    from vaedemo import training
+
+    monkeypatch.setattr(training, "native_bf16", lambda device: False)
+    assert training.resolve_precision("auto", "cpu") == "fp32"
+    assert training.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="bf16 precision was asked for, but this CPU has no native bf16"):
+        training.resolve_precision("bf16", "cpu")
+    with pytest.raises(ValueError, match="bf16 precision was asked for"):  # the legacy amp=True asks for bf16
+        train(build_model("vae", latent_dim=2), mnist10k().limit(100), TrainConfig(epochs=1, amp=True))
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    assert training.resolve_precision("auto", "cpu") == "bf16"
+    assert training.resolve_precision("bf16", "cpu") == "bf16"
+    assert training.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        training.resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="half").validate()
+
+
+def test_native_bf16_detection_is_consistent():
+    from vaedemo import training
+
+    assert training.native_bf16("cpu") in (True, False)
+    assert training.resolve_precision("auto", "cpu") == ("bf16" if training.native_bf16("cpu") else "fp32")
+    assert not training.native_bf16("meta")  # devices other than CPU and CUDA never count as native
+    assert TrainConfig(amp=True).requested_precision == "bf16"
+    assert TrainConfig(amp=True, precision="fp32").requested_precision == "fp32"
+    assert TrainConfig().requested_precision == "auto"
+
+
+def test_bf16_run_trains_with_float32_losses(small, monkeypatch):
+    """bf16 mixed precision: the layers compute in bf16, what they hand on (and so the losses) is
+    float32, the loss goes down and the history records the precision."""
+    from vaedemo import training
+
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)  # emulated where not native: slow, but it runs
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=8, hidden_dim=64)
+    seen = set()
+    model.Encoder.input1.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+    result = train(model, small, TrainConfig(epochs=3, batch_size=64, precision="bf16"))
+    assert torch.bfloat16 in seen  # the training steps (validation runs in float32)
+    assert result.precision == "bf16" and {h.precision for h in result.history} == {"bf16"}
+    losses = _val(result)
+    assert losses[-1] < losses[0] - 10
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert all(t.dtype == torch.float32 for k, t in result.optimizer_state.items() if "exp_avg" in k)
+    assert "encode" not in vars(model) and "decode_logits" not in vars(model)  # the wrappers are gone
+
+    mlp = build_model("conv-vae", latent_dim=4)
+    with training.networks_in(mlp, torch.bfloat16, "cpu"):
+        out = mlp(torch.rand(8, 1, 28, 28), beta=1.0, sample=True)
+    assert out.mu.dtype == out.logvar.dtype == out.x_hat.dtype == out.loss.total.dtype == torch.float32
+    assert "encode" not in vars(mlp)
+
+
+def test_fp32_run_records_fp32(small):
+    result = train(build_model("ae", latent_dim=2), small.limit(200), TrainConfig(epochs=1, precision="fp32"))
+    assert result.precision == "fp32" and result.history[0].precision == "fp32"
+
+
+def test_fused_adam_is_used_where_supported(small):
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    from vaedemo.training import make_adam
+
+    opt = make_adam(build_model("ae").parameters(), lr=1e-3)
+    assert opt.defaults["fused"] is ("cpu" in _get_fused_kernels_supported_devices())
+    result = train(build_model("ae", latent_dim=2), small.limit(200), TrainConfig(epochs=1))
+    assert result.optimizer_meta["param_groups"][0]["fused"] is opt.defaults["fused"]
+    # Parameters on a device without a fused kernel (the meta device here) get the default implementation.
+    assert not make_adam([torch.nn.Parameter(torch.zeros(3, device="meta"))], lr=1e-3).defaults["fused"]
+
+
+def test_progress_gets_step_level_training_loss_before_the_first_epoch_ends(small):
+    events = []
+    torch.manual_seed(0)
+    train(build_model("vae", latent_dim=4, hidden_dim=64), small.limit(1280), TrainConfig(epochs=2, batch_size=64),
+          progress=events.append, report_every=3)
+    steps = events[0].steps
+    first_epoch = [e for e in events if e.epoch == 1 and e.stats is None]
+    assert len(first_epoch) == steps // 3 and first_epoch[0].global_step == 3
+    assert all(e.train_loss is not None and e.train_loss > 0 for e in first_epoch)
+    assert [e.global_step for e in first_epoch] == list(range(3, steps + 1, 3))
+    assert first_epoch[-1].train_loss < first_epoch[0].train_loss  # the curve moves within the epoch
+    ends = [e for e in events if e.stats is not None]
+    assert [e.global_step for e in ends] == [steps, 2 * steps]
+    # The smoothed loss tracks the epoch's mean training loss (a moving average spans the last steps only).
+    assert abs(ends[-1].train_loss - ends[-1].stats.train_loss) < 0.2 * ends[-1].stats.train_loss
+    second = [e for e in events if e.epoch == 2 and e.stats is None]
+    assert second[0].global_step == steps + 3
+
+
+def test_global_step_counts_over_resumes(small):
+    events = []
+    train(build_model("ae", latent_dim=2), small.limit(256), TrainConfig(epochs=1, batch_size=64),
+          progress=events.append, report_every=1, start_epoch=2)
+    assert [e.global_step for e in events if e.stats is None] == [9, 10, 11, 12]

@@ -51,10 +51,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig
 
     if args.dataset not in DATASETS and not args.dataset.endswith(".zip") and "/" not in args.dataset:
-        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, or a folder/zip path.")
+        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, "
+                         "or a folder/zip path.")
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
-                     schedule=args.schedule, patience=args.patience, device=args.device, amp=args.amp,
+                     schedule=args.schedule, patience=args.patience, device=args.device, precision=args.precision,
                      weight_decay=args.weight_decay, mmd=args.mmd, ema=args.ema)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
                    hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta,
@@ -82,7 +83,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 1
     m = outcome.metrics
     line = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
-    print(f"saved checkpoint {outcome.name!r} ({outcome.result.epochs_done} epochs, best {outcome.result.best_epoch}): {line}")
+    r = outcome.result
+    print(f"saved checkpoint {outcome.name!r} ({r.epochs_done} epochs, best {r.best_epoch}, {r.precision}): {line}")
     return 0
 
 
@@ -187,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and save it as a checkpoint")
     t.add_argument("--model", choices=list(REGISTRY), default="vae")
-    t.add_argument("--dataset", default="mnist-10k", help="mnist-10k (bundled), mnist, fashion-mnist, kmnist, or a folder/zip")
+    t.add_argument("--dataset", default="mnist-10k",
+                   help="mnist-10k (bundled), mnist, fashion-mnist, kmnist, or a folder/zip")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--latent-dim", type=int, default=None)
     t.add_argument("--hidden-dim", type=int, default=None)
@@ -204,15 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 penalty on the weights")
     t.add_argument("--mmd", type=float, default=0.0,
-                   help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); fewer unreadable samples")
+                   help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); "
+                        "fewer unreadable samples")
     t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="keep an exponential moving average of the weights (e.g. 0.999) and save it instead of the last ones")
+                   help="keep an exponential moving average of the weights (e.g. 0.999) "
+                        "and save it instead of the last ones")
     t.add_argument("--prior-components", type=int, default=0, metavar="K",
                    help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    t.add_argument("--amp", action="store_true", help="bf16 mixed precision on CUDA")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="the networks' arithmetic: bf16 mixed precision (losses, prior and Adam stay fp32) or fp32; "
+                        "auto (default): bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA sm80+)")
+    t.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
     t.add_argument("--resume", action="store_true", help="continue training checkpoint NAME")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
     t.add_argument("--quiet", action="store_true")

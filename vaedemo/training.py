@@ -1,16 +1,22 @@
 """Training: one function that takes what it uses and returns a history.
 
 The data lives as float tensors on the device and batches are taken by indexing, so the hot
-loop has no per-item PIL or ToTensor work. Stopping is cooperative; resuming restores Adam.
+loop has no per-item PIL or ToTensor work. Adam is the fused kernel wherever the device has one,
+and the networks run in bf16 where the device computes it natively (``precision="auto"``),
+with the losses, the prior's density and Adam's state in float32. Stopping is cooperative;
+resuming restores Adam.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,14 +62,15 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" or "cosine" learning rate
     schedule_epochs: int = 0  # epochs the cosine spans, counted from epoch 1 (0: this call's epochs); for chunked runs
     weight_decay: float = 0.0
-    mmd: float = 0.0  # weight of models.prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE); warms up with the KL
+    mmd: float = 0.0  # weight of prior_mmd(z) added to the loss, to fill the prior's holes (InfoVAE); warms with the KL
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept instead (0: off)
     patience: int = 0  # early stopping: stop after this many epochs without a better validation loss (0: off)
     max_seconds: float = 0.0  # wall-clock cap for the run (0: none)
     device: str | None = None
-    amp: bool = False  # bf16 autocast on CUDA (mixed precision); ignored on other devices
+    amp: bool = False  # legacy alias: True asks for precision "bf16" (old config.json files carry it)
+    precision: str = "auto"  # "auto" (bf16 where the device computes it natively, else fp32), "fp32" or "bf16"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         checks = [
             ("epochs", self.epochs, 1, 100_000),
             ("batch_size", self.batch_size, 1, 65_536),
@@ -81,7 +88,14 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, not {value!r}.")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError("schedule must be 'constant' or 'cosine'.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
         return self
+
+    @property
+    def requested_precision(self) -> str:
+        """``precision``, with the legacy ``amp=True`` read as "bf16" when precision is left at "auto"."""
+        return "bf16" if self.amp and self.precision == "auto" else self.precision
 
 
 @dataclass
@@ -97,11 +111,22 @@ class EpochStats:
     seconds: float
     beta: float
     lr: float
+    precision: str = "fp32"  # the precision the networks trained in: "fp32" or "bf16" (resolved, never "auto")
 
 
 @dataclass
 class Progress:
-    """What the progress callback receives: after every ``report_every`` batches and every epoch."""
+    """What the progress callback receives: after every ``report_every`` batches and every epoch.
+
+    ``train_loss`` and ``global_step`` let a caller plot the training loss every few steps
+    (validation comes only at epoch ends, in ``stats``): ``train_loss`` is the per-image training
+    loss in nats (recon + β·KL with this epoch's β, the quantity ``EpochStats.train_loss``
+    averages; the MMD penalty is not in it), smoothed over steps by a bias-corrected exponential
+    moving average with decay ``LOSS_SMOOTHING`` (so it is the plain loss after the first step and
+    spans about the last 10 steps after that). It carries across epoch ends and starts afresh in
+    each ``train`` call; None only before the first step. ``global_step`` counts optimizer steps
+    over resumes: ``(epoch - 1) * steps + step``.
+    """
 
     epoch: int
     epochs: int
@@ -111,6 +136,8 @@ class Progress:
     eta_s: float
     stats: EpochStats | None = None  # set at the end of an epoch
     model: LatentModel | None = None  # the model being trained (at epoch ends), for previews
+    train_loss: float | None = None  # smoothed per-image training loss at global_step (see above)
+    global_step: int = 0  # optimizer steps done, counted over resumes
 
     @property
     def fraction(self) -> float:
@@ -126,17 +153,133 @@ class TrainResult:
     optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
     optimizer_meta: dict = field(default_factory=dict)
     epochs_done: int = 0
+    precision: str = "fp32"  # what the networks trained in ("fp32" or "bf16"), as resolve_precision chose
 
 
 StopSignal = Callable[[], bool] | Any  # a callable, or anything with is_set() (threading.Event)
 
+PRECISIONS = ("auto", "fp32", "bf16")
+LOSS_SMOOTHING = 0.9  # decay of Progress.train_loss's moving average over steps
 
-def _should_stop(stop: StopSignal) -> bool:
+
+def should_stop(stop: StopSignal) -> bool:
+    """Whether ``stop`` asks to stop now: False for None, ``stop.is_set()`` for an Event-like
+    object, else ``bool(stop())``."""
     if stop is None:
         return False
     if hasattr(stop, "is_set"):
         return bool(stop.is_set())
     return bool(stop())
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _cpu_has_native_bf16() -> bool:
+    """x86 CPUs with AVX512-BF16 or AMX-BF16 instructions, which oneDNN uses for bf16 matrix products.
+
+    Elsewhere bf16 on the CPU is converted to and from float32 around float32 arithmetic
+    (AVX-512 without BF16, AVX2, and ARM CPUs here, where it was never measured) and is slower.
+    """
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        if probe is not None and probe():
+            return True
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        if amx is not None and amx():
+            return True
+    except RuntimeError:
+        pass
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively: a CPU with AVX512-BF16 or AMX, or a
+    CUDA GPU of compute capability 8.0 or later (Ampere on). Never true for MPS or other devices."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return _cpu_has_native_bf16()
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """"fp32" or "bf16", what training on ``device`` runs its networks in for the ``precision`` asked.
+
+    "auto" picks "bf16" where the device computes it natively (``native_bf16``) and "fp32"
+    elsewhere; "bf16" where it would be emulated is refused with a ValueError, as is an unknown value.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    native = native_bf16(device)
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        why = {"cpu": "this CPU has no native bf16 instructions (AVX512-BF16 or AMX)",
+               "cuda": "this GPU has no native bf16 (that needs compute capability 8.0 or later)"}
+        kind = torch.device(device).type
+        reason = why.get(kind, f"{kind} training here has no native bf16")
+        raise ValueError(f"bf16 precision was asked for, but {reason}, so it would be emulated and slower; "
+                         "use precision fp32 or auto.")
+    return precision
+
+
+@functools.cache
+def _fused_adam_works(device: str, dtype: torch.dtype) -> bool:
+    """One fused Adam step on a one-element tensor: torch only finds out at the first step
+    whether a device has the kernel, so ask it once per device and dtype."""
+    try:
+        param = torch.nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
+        param.grad = torch.ones_like(param)
+        torch.optim.Adam([param], lr=1e-3, fused=True).step()
+        return bool(torch.isfinite(param).all())
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return False
+
+
+def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with its fused kernel (one kernel per parameter for the whole update) where every
+    parameter's device and dtype have one, else the default implementation. The state (moments and
+    step) is float32 either way, as the parameters are."""
+    params = list(params)
+    fused = bool(params) and all(_fused_adam_works(str(p.device), p.dtype) for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def _float32_out(fn: Callable, device_type: str, dtype: torch.dtype) -> Callable:
+    def low_precision(*args, **kwargs):
+        with torch.autocast(device_type, dtype=dtype):
+            out = fn(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(t.float() if torch.is_tensor(t) else t for t in out)
+        return out.float()
+
+    return low_precision
+
+
+@contextmanager
+def networks_in(model: LatentModel, dtype: torch.dtype | None, device_type: str):
+    """Within the block, ``model.encode`` and ``model.decode_logits`` run under autocast to ``dtype``
+    and hand back float32 tensors, so the reparameterisation, the losses and the prior's density
+    in ``model.forward`` stay float32 while the layers' products run in ``dtype``. None: no change."""
+    if dtype is None:
+        yield model
+        return
+    model.encode = _float32_out(type(model).encode.__get__(model), device_type, dtype)
+    model.decode_logits = _float32_out(type(model).decode_logits.__get__(model), device_type, dtype)
+    try:
+        yield model
+    finally:
+        del model.encode, model.decode_logits
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -216,7 +359,7 @@ def train(
     """
     config = (config or TrainConfig()).validate()
     if config.mmd and getattr(model, "prior", None) is not None:
-        raise ValueError("The MMD penalty pulls the codes toward N(0, I); a model with a learnt prior does not use one.")
+        raise ValueError("The MMD penalty pulls the codes toward N(0, I); a model with a learnt prior does not use it.")
     device = pick_device(config.device)
     rank, world = dist_info()
     torch.manual_seed(config.seed)
@@ -239,9 +382,10 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    use_amp = config.amp and device.type == "cuda"
+    precision = resolve_precision(config.requested_precision, device)
+    low = torch.bfloat16 if precision == "bf16" else None
 
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if resume_state:
         _optimizer_from_tensors(opt, resume_state)
         for group in opt.param_groups:
@@ -256,10 +400,19 @@ def train(
     kept = averaged.module if averaged is not None else model
     steps = math.ceil(len(x_train) / batch_size)
     total_steps = steps * config.epochs
-    result = TrainResult(model=model, epochs_done=start_epoch)
+    result = TrainResult(model=model, epochs_done=start_epoch, precision=precision)
     best = (math.inf, None)
     started = time.perf_counter()
     samples_seen = 0
+    smoothed, smoothed_steps = 0.0, 0  # Progress.train_loss's moving average (before bias correction)
+
+    def smooth(losses: list[torch.Tensor]) -> float | None:
+        """Fold the steps' losses since the last report into the moving average: one sync per report."""
+        nonlocal smoothed, smoothed_steps
+        for value in torch.stack(losses)[:, 0].tolist() if losses else []:
+            smoothed = LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * value
+            smoothed_steps += 1
+        return smoothed / (1 - LOSS_SMOOTHING**smoothed_steps) if smoothed_steps else None
 
     for local_epoch in range(config.epochs):
         epoch = start_epoch + local_epoch + 1
@@ -278,11 +431,13 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
         lr = opt.param_groups[0]["lr"]
-        sums = torch.zeros(3, device=device)
         epoch_start = time.perf_counter()
         count = 0
+        # Each step's (total, recon, kl) stays on the device until a report or the epoch's end
+        # reads them: no host sync per step.
+        losses, sizes, reported = [], [], 0
         for step, idx in enumerate(_batches(len(x_train), batch_size, gen), start=1):
-            if _agree(_should_stop(stop), device):
+            if _agree(should_stop(stop), device):
                 result.stopped = "stop"
                 break
             idx = idx.to(device)
@@ -290,7 +445,7 @@ def train(
             if config.binarize:
                 xb = torch.bernoulli(xb)
             yb = y_train[idx] if y_train is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with networks_in(model, low, device.type):
                 out = step_model(xb, yb, beta=beta)
             loss = out.loss.total
             if mmd:
@@ -300,22 +455,29 @@ def train(
             opt.step()
             if averaged is not None:
                 averaged.update_parameters(model)
-            sums += torch.stack([t.detach() for t in out.loss]) * len(idx)
+            losses.append(torch.stack(out.loss).detach())
+            sizes.append(len(idx))
             count += len(idx)
             if progress and step % report_every == 0:
                 done = (local_epoch * steps + step)
                 rate = (samples_seen + count * world) / max(1e-9, time.perf_counter() - started)
+                train_loss = smooth(losses[reported:])
+                reported = len(losses)
                 progress(Progress(epoch, start_epoch + config.epochs, step, steps, rate,
-                                  (total_steps - done) * config.batch_size / max(rate, 1e-9)))
+                                  (total_steps - done) * config.batch_size / max(rate, 1e-9),
+                                  train_loss=train_loss, global_step=(epoch - 1) * steps + step))
         if result.stopped:
             break
         seconds = time.perf_counter() - epoch_start
+        train_loss_now = smooth(losses[reported:])
+        sums = (torch.stack(losses) * torch.tensor(sizes, device=device, dtype=torch.float32)[:, None]).sum(0)
         totals = _all_reduce_sum(torch.cat([sums, torch.tensor([float(count)], device=device)]))
         sums, count = totals[:3], int(totals[3].item())
         samples_seen += count
         train_loss, train_recon, train_kl = (sums / max(1, count)).tolist()
         val = validation_loss(kept, x_val, y_val, model.beta, seed=config.seed) if len(x_val) else (math.nan,) * 3
-        stats = EpochStats(epoch, train_loss, train_recon, train_kl, *val, count / max(seconds, 1e-9), seconds, beta, lr)
+        stats = EpochStats(epoch, train_loss, train_recon, train_kl, *val, count / max(seconds, 1e-9), seconds,
+                           beta, lr, precision)
         result.history.append(stats)
         result.epochs_done = epoch
         if not math.isfinite(train_loss):
@@ -327,7 +489,8 @@ def train(
         if progress:
             rate = samples_seen / max(1e-9, time.perf_counter() - started)
             remaining = (config.epochs - local_epoch - 1) * len(x_train) / max(rate, 1e-9)
-            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, kept))
+            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, kept,
+                              train_loss=train_loss_now, global_step=epoch * steps))
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped = "early"
             break
@@ -343,6 +506,3 @@ def train(
     result.optimizer_state, result.optimizer_meta = _optimizer_to_tensors(opt)
     return result
 
-
-def config_to_meta(config: TrainConfig) -> dict:
-    return dataclasses.asdict(config)

@@ -63,7 +63,8 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
     cap falls inside it. Progress is reported after each chunk's epochs. The best-validation
     weights across chunks are the ones kept, as in a single call.
     """
-    from .training import Progress, TrainResult, _should_stop
+    from .training import Progress, TrainResult
+    from .training import should_stop as _should_stop
 
     chunk = gpu("train_chunk")(_train_chunk)
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}  # the given starting weights
