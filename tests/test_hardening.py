@@ -332,7 +332,7 @@ INTERPOLATE = ("tiny-vae", None, None, 0, 5, 4)  # checkpoint, start image, end 
 TRAVERSE = ("tiny-ae", None, 0, [0], 3, 1.0)  # checkpoint, image, digit #, dims, steps, span
 LATENT_MAP = ("tiny-vae", "pca", 500)  # checkpoint, method, n
 # model, dataset, latent size, β, epochs, batch size, learning rate, name
-TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0)  # the last: the prior's components
+TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0, "auto")  # then prior, precision
 
 
 def _with(base: tuple, index: int, value) -> tuple:
@@ -395,6 +395,7 @@ BAD_NUMBERS = [
     ("train", _with(TRAIN, 5, 10**9), "not in the list of choices"),
     ("train", _with(TRAIN, 8, 7), "not in the list of choices"),
     ("train", _with(TRAIN, 8, NAN), "not in the list of choices"),
+    ("train", _with(TRAIN, 9, "fp16"), "not in the list of choices"),
 ]
 
 

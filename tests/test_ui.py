@@ -121,7 +121,7 @@ def test_examples_and_model_switch_reuse_the_last_input(ui):
     (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
     (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
     (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
-    (lambda ui, p: ui.map.latent_map("tiny-vae", "umap", 500, None, no_progress), "method"),
+    (lambda ui, p: ui.map.latent_map("tiny-vae", "isomap", 500, None, no_progress), "method"),
     (lambda ui, p: ui.map.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
 ])
 def test_bad_inputs_become_clear_gr_errors(ui, digit_png, call, words):
@@ -378,3 +378,12 @@ def test_the_ui_layer_does_not_import_torch():
     for path in sources:
         source = path.read_text()
         assert "import torch" not in source and "from torch" not in source, path.name
+
+
+def test_the_train_tab_offers_the_precision(ui, monkeypatch):
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    demo = ui.app.build_demo()
+    train = next(d for d in demo.config["dependencies"] if d.get("api_name") == "train")
+    dropdowns = {c["id"]: c for c in demo.config["components"]}
+    precision = [dropdowns[i] for i in train["inputs"] if dropdowns[i].get("props", {}).get("elem_id") == "train-precision"]
+    assert precision and [v for _, v in precision[0]["props"]["choices"]] == ["auto", "fp32", "bf16"]

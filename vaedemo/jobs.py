@@ -186,7 +186,25 @@ class TrainingManager:
         if not policy["enabled"]:
             raise ValueError("Training is turned off on this server; train on your own machine with "
                              "`python -m vaedemo train` and copy the checkpoint folder here.")
-        spec = build_run_spec(spec_kwargs, policy)
+        return self._launch(build_run_spec(spec_kwargs, policy))
+
+    def resume(self, name: Any) -> str:
+        """Continue the partial run ``name`` (saved at an epoch's end before a crash or restart), under
+        the server's caps; returns the job id."""
+        from .runs import partial_runs, partial_spec
+
+        policy = training_policy()
+        if not policy["enabled"]:
+            raise ValueError("Training is turned off on this server.")
+        found = {p.name: p for p in partial_runs()}
+        if not isinstance(name, str) or name not in found:
+            raise ValueError("There is no interrupted run by that name to continue.")
+        if found[name].planned - found[name].epochs_done > policy["max_epochs"]:
+            raise ValueError(f"This server trains for at most {policy['max_epochs']} epochs at a time; the run "
+                             f"{name!r} has {found[name].planned - found[name].epochs_done} left.")
+        return self._launch(partial_spec(name))
+
+    def _launch(self, spec: Any) -> str:
         with self._lock:
             self._raise_if_busy()
             job = _Job(id=uuid.uuid4().hex[:12], spec=spec)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from . import __version__
-from .checkpoints import find, load_folder, read_tensors, resolve, save_checkpoint, validate_name
+from .checkpoints import (checkpoint_dir, delete_checkpoint, find, load_folder, read_config, read_tensors, resolve,
+                          save_checkpoint, validate_name)
 from .data import Dataset, load_dataset
 from .metrics import evaluate
 from .models import build_model
 from .training import Progress, StopSignal, TrainConfig, TrainResult, dist_info, train
 from .zerogpu import on_zerogpu, train_in_chunks
 
+log = logging.getLogger(__name__)
+
 OPTIMIZER_FILE = "optimizer.safetensors"
 APP_COMMAND = "vaedemo app"  # RunSpec.command of a run a visitor started in the app: a "visitor run"
+PARTIAL_DIR = ".partial"  # under the checkpoints folder: one resumable partial run per name, saved every epoch
 
 
 @dataclass
@@ -63,13 +69,114 @@ def model_overrides(spec: RunSpec) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------- partial runs
+
+
+@dataclass
+class PartialRun:
+    """A run that was saved at an epoch's end and not finished (the process was killed, say)."""
+
+    name: str
+    kind: str
+    epochs_done: int
+    planned: int  # the epochs the run was started for
+    command: str
+
+
+def partial_root() -> Path:
+    return checkpoint_dir() / PARTIAL_DIR
+
+
+def _spec_meta(spec: RunSpec) -> dict:
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "train"}
+    return {**fields, "channels": list(spec.channels) if spec.channels else None}
+
+
+def save_partial(spec: RunSpec, model, optimizer_state: dict, history: list, epochs_done: int, planned: int) -> None:
+    """Save the run as it is after an epoch (weights, Adam, history), atomically, so a crash loses one epoch."""
+    from safetensors.torch import save as st_save
+
+    meta = {"partial": True, "command": spec.command, "run": _spec_meta(spec), "planned_epochs": planned,
+            "training": {**dataclasses.asdict(spec.train), "epochs_done": epochs_done},
+            "history": [dataclasses.asdict(h) if dataclasses.is_dataclass(h) else h for h in history]}
+    root = partial_root()
+    save_checkpoint(model, spec.name, meta=meta, overwrite=True, root=root,
+                    extra_files={OPTIMIZER_FILE: st_save(optimizer_state)})
+
+
+def partial_runs() -> list[PartialRun]:
+    """The runs that can be continued, by name."""
+    root = partial_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        try:
+            config = read_config(folder)
+            found.append(PartialRun(folder.name, config["model"]["kind"],
+                                    int(config["training"]["epochs_done"]), int(config["planned_epochs"]),
+                                    str(config.get("command") or "")))
+        except (ValueError, KeyError, TypeError):
+            continue  # a damaged partial run is not offered
+    return found
+
+
+def discard_partial(name: str) -> None:
+    """Forget the partial run ``name`` (after the run finished and saved, or when a visitor declines it)."""
+    try:
+        delete_checkpoint(name, root=partial_root())
+    except ValueError:
+        pass  # there was none
+
+
+def partial_spec(name: str) -> RunSpec | None:
+    """The RunSpec that continues partial run ``name`` for the epochs it had left (its own settings,
+    ``resume`` set), or None when there is none."""
+    folder = partial_root() / validate_name(name)
+    if not folder.is_dir():
+        return None
+    config = read_config(folder)
+    spec = RunSpec(name=name, resume=True)
+    names = {f.name for f in dataclasses.fields(RunSpec)} - {"name", "resume", "overwrite", "train"}
+    for key, value in (config.get("run") or {}).items():
+        if key in names:
+            setattr(spec, key, tuple(value) if key == "channels" and value else value)
+    done = int(config["training"]["epochs_done"])
+    left = max(1, int(config.get("planned_epochs", done + 1)) - done)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    spec.train = dataclasses.replace(TrainConfig(**{k: v for k, v in config["training"].items() if k in known}),
+                                     epochs=left).validate()
+    return spec
+
+
+def _resume_partial(spec: RunSpec) -> tuple | None:
+    """(model, start_epoch, Adam state, history) of partial run ``spec.name``, with ``spec`` set back to the
+    run's own settings and the epochs left; None when there is none."""
+    saved = partial_spec(spec.name)
+    if saved is None:
+        return None
+    for f in dataclasses.fields(spec):
+        if f.name not in ("name", "resume", "overwrite"):
+            setattr(spec, f.name, getattr(saved, f.name))
+    folder = partial_root() / spec.name
+    model, config = load_folder(folder)
+    opt_path = folder / OPTIMIZER_FILE
+    done = int(config["training"]["epochs_done"])
+    return model, done, read_tensors(opt_path) if opt_path.exists() else None, config.get("history") or []
+
+
 def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progress], None] | None = None,
         stop: StopSignal = None) -> RunOutcome:
     """Train as ``spec`` says and save checkpoint ``spec.name`` (unless stopped before an epoch ended)."""
     validate_name(spec.name)
     spec.train.validate()
     start_epoch, resume_state, previous = 0, None, []
-    if spec.resume:
+    partial = _resume_partial(spec) if spec.resume else None
+    if partial is not None:  # a run cut off mid-way: continue it for the epochs it had left
+        model, start_epoch, resume_state, previous = partial
+    elif spec.resume:
         model, old = load_folder(find(spec.name))
         start_epoch = int((old.get("training") or {}).get("epochs_done", 0))
         previous = old.get("history") or []
@@ -86,10 +193,26 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     if model.conditional and data.num_classes != getattr(model.config, "num_classes", 10):
         model = build_model(spec.model, **model_overrides(spec), num_classes=data.num_classes)
 
+    planned = start_epoch + spec.train.epochs
+    done_before = list(previous)
+    epochs_seen: list = []
+
+    def saving_progress(p: Progress) -> None:
+        """Every epoch's end: save the run so far as a partial run (rank 0 only), then report."""
+        state_fn = getattr(p, "optimizer_state", None)
+        if p.stats is not None and state_fn is not None and dist_info()[0] == 0:
+            epochs_seen.append(p.stats)
+            try:
+                save_partial(spec, p.model, state_fn(), done_before + epochs_seen, p.epoch, planned)
+            except (OSError, ValueError) as e:  # a read-only folder: the run goes on, unsaved until its end
+                log.warning("could not save the partial run %s: %s", spec.name, e)
+        if progress:
+            progress(p)
+
     if on_zerogpu() and not spec.resume:  # a GPU is lent per call there: train in chunks that fit one
         result = train_in_chunks(model, data, spec.train, progress=progress, stop=stop)
     else:
-        result = train(model, data, spec.train, progress=progress, stop=stop,
+        result = train(model, data, spec.train, progress=saving_progress, stop=stop,
                        resume_state=resume_state, start_epoch=start_epoch)
     if not result.history:  # stopped before the first epoch finished: nothing worth keeping
         return RunOutcome(spec.name, result, {}, saved=False)
@@ -111,4 +234,5 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     }
     save_checkpoint(result.model, spec.name, meta=meta, overwrite=spec.overwrite or spec.resume,
                     extra_files={OPTIMIZER_FILE: st_save(result.optimizer_state)})
+    discard_partial(spec.name)  # saved whole: nothing left to continue
     return RunOutcome(spec.name, result, metrics, saved=True)

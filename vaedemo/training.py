@@ -138,6 +138,9 @@ class Progress:
     model: LatentModel | None = None  # the model being trained (at epoch ends), for previews
     train_loss: float | None = None  # smoothed per-image training loss at global_step (see above)
     global_step: int = 0  # optimizer steps done, counted over resumes
+    # at epoch ends: returns Adam's state as tensors (copied only when called), so a caller can save a
+    # resumable partial run; None within an epoch
+    optimizer_state: Callable[[], dict[str, torch.Tensor]] | None = None
 
     @property
     def fraction(self) -> float:
@@ -490,7 +493,8 @@ def train(
             rate = samples_seen / max(1e-9, time.perf_counter() - started)
             remaining = (config.epochs - local_epoch - 1) * len(x_train) / max(rate, 1e-9)
             progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, kept,
-                              train_loss=train_loss_now, global_step=epoch * steps))
+                              train_loss=train_loss_now, global_step=epoch * steps,
+                              optimizer_state=lambda: _optimizer_to_tensors(opt)[0]))
         if config.patience and epoch - result.best_epoch >= config.patience:
             result.stopped = "early"
             break

@@ -18,6 +18,8 @@ MODEL_KINDS = [(REGISTRY[kind].title, kind) for kind in ("vae", "conv-vae", "cva
 PRIOR_CHOICES = [("N(0, I), the standard VAE", 0), ("learnt: a mixture of 10 Gaussians", 10),
                  ("learnt: a mixture of 100 Gaussians", 100)]
 PRIOR_INFO = "A learnt prior follows the codes, so more samples read as digits."
+PRECISION_CHOICES = [("auto: bf16 where this machine computes it natively", "auto"), ("fp32", "fp32"),
+                     ("bf16 (mixed precision)", "bf16")]
 CONCURRENCY = 4  # training streams followed at once (one run trains; the others are told it is busy)
 
 
@@ -66,17 +68,22 @@ def update_view(u: jobs.TrainUpdate) -> dict:
 
 @friendly
 def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, batch_size=128,
-          lr=0.001, name="", prior=0):
+          lr=0.001, name="", prior=0, precision="auto"):
     """/train (streaming): start a run and yield progress, loss curves, previews and the live map."""
     policy = jobs.training_policy()
     if not policy["enabled"]:
         raise ValueError("Training is turned off on this server.")
     spec = {"model": model, "dataset": dataset, "latent_dim": latent_dim,
             "beta": None if model == "ae" else beta, "prior_components": None if model == "ae" else prior,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "precision": precision or "auto",
             "name": (name or "").strip() or _auto_name(str(model))}
     job = jobs.TRAINER.start(spec)
-    yield {"progress": progress_html(None, "Starting…"), "status": f"Training **{spec['name']}**…", "job": job}
+    yield from _follow(job, spec["name"])
+
+
+def _follow(job: str, name: str):
+    """Stream a run's updates to the page until it ends; a browser that goes away stops the run."""
+    yield {"progress": progress_html(None, "Starting…"), "status": f"Training **{name}**…", "job": job}
     finished = False
     try:
         for u in jobs.TRAINER.events(job):
@@ -91,6 +98,26 @@ def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, ba
                 jobs.TRAINER.stop(job)
             except ValueError:
                 pass
+
+
+def interrupted_runs() -> list[tuple[str, str]]:
+    """(label, name) of the runs that were cut off (a crash, a restart) and can be continued."""
+    from ..runs import partial_runs
+
+    return [(f"{p.name} · {p.kind} · epoch {p.epochs_done} of {p.planned}", p.name) for p in partial_runs()]
+
+
+def resume_controls() -> dict:
+    options = interrupted_runs()
+    return {"row": gr.update(visible=bool(options)),
+            "choice": gr.update(choices=options, value=options[0][1] if options else None)}
+
+
+@friendly
+def resume(name):
+    """Continue an interrupted run from its last saved epoch."""
+    job = jobs.TRAINER.resume(name)
+    yield from _follow(job, str(name))
 
 
 @friendly
@@ -150,6 +177,13 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
         return TrainTab(False)
     job = gr.State(None)  # this user's training job id
     busy_md = gr.Markdown(train_status(), elem_id="train-busy")
+    waiting = interrupted_runs()
+    with gr.Row(visible=bool(waiting), elem_id="train-resume") as resume_row:
+        gr.Markdown("**An interrupted run can be continued** from its last saved epoch (a run is saved at "
+                    "every epoch's end, so a crash or a restart loses at most one epoch).")
+        resume_choice = gr.Dropdown(waiting, value=waiting[0][1] if waiting else None, label="Interrupted run",
+                                    filterable=False, elem_id="train-resume-choice")
+        resume_btn = gr.Button("Continue it", elem_id="train-resume-go", scale=0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             t_model = gr.Dropdown(MODEL_KINDS, value="vae", label="Model", filterable=False)
@@ -164,6 +198,9 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
                                     label="Epochs", elem_id="train-epochs")
             t_batch = gr.Dropdown([32, 64, 128, 256, 512], value=128, label="Batch size", filterable=False)
             t_lr = NumberBox(value=0.001, label="Learning rate", precision=None, minimum=0)
+            t_precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label="Precision", filterable=False,
+                                      info="bf16 runs the networks about twice as fast where the CPU has it; "
+                                           "the losses stay float32.", elem_id="train-precision")
             t_name = gr.Textbox(value="", label="Name", placeholder="left empty: vae-<date>-<time>", max_length=64,
                                 elem_id="train-name")
             with gr.Row():
@@ -185,9 +222,14 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
     out = Outputs(progress=t_progress, loss=t_loss, recon=t_recon, prior=t_prior_img, live=t_live, status=t_status,
                   job=job)
     t_model.change(on_model_kind, t_model, [t_beta, t_prior], show_progress="hidden", **private)
-    t_start.click(out.bind(train), [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name, t_prior],
+    t_start.click(out.bind(train),
+                  [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name, t_prior, t_precision],
                   list(out), api_name="train", concurrency_limit=CONCURRENCY).then(
         refresh_all, model_lists, model_lists, show_progress="hidden", **private)
+    resume_btn.click(out.bind(resume), resume_choice, list(out), concurrency_limit=CONCURRENCY, **private).then(
+        refresh_all, model_lists, model_lists, show_progress="hidden", **private)
     t_stop.click(stop_training, job, t_status, concurrency_limit=None, **private)
-    tab.select(train_status, None, busy_md, show_progress="hidden", **private)
+    resumable = Outputs(row=resume_row, choice=resume_choice)
+    tab.select(train_status, None, busy_md, show_progress="hidden", **private).then(
+        resumable.bind(resume_controls), None, list(resumable), show_progress="hidden", **private)
     return TrainTab(True)
