@@ -78,7 +78,7 @@ def test_latent_map_returns_points_and_a_manifold_grid(client):
     assert len(data["x"]) == 1000 and set(data["label"]) <= set(range(10))
     assert Image.open(manifold["value"] if isinstance(manifold, dict) else manifold).size == (420, 420)
     with pytest.raises(AppError, match="not in the list of choices"):
-        client.predict("tiny-vae", "umap", 1000, api_name="/latent_map")
+        client.predict("tiny-vae", "isomap", 1000, api_name="/latent_map")
 
 
 def test_tsne_map_works_through_the_api(client):

@@ -451,7 +451,7 @@ def test_concurrent_requests_compute_a_map_once(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(method="umap"), "method"), (dict(n=5), "number of digits"), (dict(n=10_001), "number of digits"),
+    (dict(method="isomap"), "method"), (dict(n=5), "number of digits"), (dict(n=10_001), "number of digits"),
     (dict(n=float("nan")), "number of digits"),
 ])
 def test_latent_map_refuses_bad_settings(kwargs, words):

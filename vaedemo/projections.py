@@ -1,6 +1,6 @@
-"""2-D maps of latent codes: exact PCA, and t-SNE with a neighbour-based way back and forth.
+"""2-D maps of latent codes: exact PCA, and t-SNE and UMAP with neighbour-based ways back and forth.
 
-Both follow scikit-learn's estimator shape: ``__init__`` stores parameters, ``fit`` learns and
+All follow scikit-learn's estimator shape: ``__init__`` stores parameters, ``fit`` learns and
 returns ``self``, learned attributes end in ``_``. numpy in, numpy out; no torch here.
 """
 
@@ -10,6 +10,8 @@ import numpy as np
 
 TSNE_PCA_DIMS = 50  # t-SNE runs on the top 50 principal components when codes are wider (van der Maaten 2014)
 FAR_FACTOR = 3.0  # a 2-D point is "far" beyond 3x the map's median nearest-neighbour spacing
+UMAP_NEIGHBOURS = 15  # umap-learn's default n_neighbors: the size of the local neighbourhood it keeps
+UMAP_MIN_DIST = 0.1  # umap-learn's default: how tightly points may pack on the map
 
 
 def _as_codes(codes: np.ndarray) -> np.ndarray:
@@ -152,6 +154,96 @@ class TSNEProjection:
         code = _as_points(code, self.codes_.shape[1], "Codes")
         idx, dist = _nearest(self.codes_, code, k or self.k)
         return _idw(self.embedding_, idx, dist, eps=1e-9)
+
+
+def _membership(dist: np.ndarray) -> np.ndarray:
+    """UMAP's fuzzy membership of each query's k neighbours, (M, k): exp(-d / sigma), with sigma per query
+    such that the weights of all but the nearest sum to log2(k) (umap-learn's ``smooth_knn_dist`` as its
+    ``transform`` calls it, local connectivity 0; McInnes et al. 2018, sec. 3.1)."""
+    m, k = dist.shape
+    target = np.log2(max(k, 2))
+    lo, hi = np.zeros(m), np.full(m, np.inf)
+    sigma = np.ones(m)
+    for _ in range(64):  # bisection on sigma, all queries at once
+        psum = np.exp(-dist[:, 1:] / sigma[:, None]).sum(1)
+        too_big = psum > target
+        hi = np.where(too_big, sigma, hi)
+        lo = np.where(too_big, lo, sigma)
+        sigma = np.where(np.isinf(hi), sigma * 2, (lo + hi) / 2)
+    sigma = np.maximum(sigma, 1e-3 * max(float(dist.mean()), 1e-12))  # umap-learn's MIN_K_DIST_SCALE floor
+    return np.exp(-dist / sigma[:, None])
+
+
+class UMAPProjection:
+    """UMAP (McInnes, Healy & Melville 2018) of latent codes, fitted by umap-learn.
+
+    A fitted umap-learn model cannot be saved without pickling, so a map keeps only its codes and
+    embedding (and the curve parameters a, b), and both directions are umap-learn's starting
+    points without its few epochs of refinement: ``transform`` (code → map point) is the
+    membership-weighted mean of the k nearest fitted codes' positions, ``inverse_transform`` (map
+    point → code) the mean of the k nearest map points' codes weighted by UMAP's low-dimensional
+    kernel 1 / (1 + a d^2b). Both are approximate.
+    """
+
+    def __init__(self, n_neighbors: int = UMAP_NEIGHBOURS, min_dist: float = UMAP_MIN_DIST, random_state: int = 0,
+                 n_epochs: int | None = None):
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.random_state = random_state  # seeded: the same codes give the same map (umap-learn then runs one thread)
+        self.n_epochs = n_epochs  # None: umap-learn's choice (500 epochs up to 10,000 points, 200 above)
+
+    def fit(self, codes: np.ndarray) -> "UMAPProjection":
+        import warnings
+
+        import umap  # imported late: it compiles with numba on first use (tens of seconds), only UMAP maps need it
+
+        codes = _as_codes(codes)
+        k = max(2, min(self.n_neighbors, len(codes) - 1))
+        model = umap.UMAP(n_neighbors=k, min_dist=self.min_dist, n_components=2, random_state=self.random_state,
+                          n_jobs=1, n_epochs=self.n_epochs, init="spectral" if len(codes) > k + 1 else "random")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "spectral initialisation failed" on tiny sets: it falls back itself
+            embedding = model.fit_transform(codes.astype(np.float32))
+        return self._set(codes, embedding, (float(model._a), float(model._b)))
+
+    def fit_transform(self, codes: np.ndarray) -> np.ndarray:
+        return self.fit(codes).embedding_
+
+    @classmethod
+    def from_arrays(cls, codes: np.ndarray, embedding: np.ndarray, ab: np.ndarray,
+                    n_neighbors: int = UMAP_NEIGHBOURS) -> "UMAPProjection":
+        """Rebuild a fitted projection from saved codes (N, D), their embedding (N, 2) and UMAP's (a, b)."""
+        ab = np.asarray(ab, dtype=np.float64).reshape(-1)
+        if ab.shape != (2,) or not np.isfinite(ab).all() or (ab <= 0).any():
+            raise ValueError(f"UMAP's curve parameters must be two positive numbers, not {ab!r}.")
+        return cls(n_neighbors=n_neighbors)._set(_as_codes(codes), _as_points(embedding, 2, "The embedding"),
+                                                 tuple(ab))
+
+    def _set(self, codes: np.ndarray, embedding: np.ndarray, ab: tuple[float, float]) -> "UMAPProjection":
+        self.codes_ = codes  # (N, D)
+        self.embedding_ = np.asarray(embedding, dtype=np.float64)  # (N, 2)
+        self.ab_ = np.asarray(ab, dtype=np.float64)  # (2,) the low-dimensional kernel 1 / (1 + a d^2b)
+        self.spacing_ = median_nn_spacing(self.embedding_)
+        return self
+
+    def transform(self, codes: np.ndarray) -> np.ndarray:
+        """Approximate map positions (M, 2) for codes (M, D) or (D,)."""
+        codes = _as_points(codes, self.codes_.shape[1], "Codes")
+        idx, dist = _nearest(self.codes_, codes, self.n_neighbors)
+        w = _membership(dist)
+        return np.einsum("mk,mkd->md", w / w.sum(1, keepdims=True), self.embedding_[idx])
+
+    def inverse_transform(self, xy: np.ndarray) -> np.ndarray:
+        """Approximate codes (M, D) for map points (M, 2)."""
+        xy = _as_points(xy, 2, "Map coordinates")
+        idx, dist = _nearest(self.embedding_, xy, self.n_neighbors)
+        a, b = self.ab_
+        w = 1.0 / (1.0 + a * dist ** (2 * b))  # (M, k)
+        return np.einsum("mk,mkd->md", w / w.sum(1, keepdims=True), self.codes_[idx])
+
+    def is_far(self, xy: np.ndarray) -> np.ndarray:
+        """(M,) True where the nearest map point is farther than FAR_FACTOR x the median spacing."""
+        return far_from_map(self.embedding_, xy, self.spacing_)
 
 
 def median_nn_spacing(points: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """Latent maps: every bundled digit's code projected to 2-D, and the reverse (a place on the map → a code).
 
-One full map of all 10,000 digits per checkpoint and method is built (or read from
+One full map of all 10,000 digits per checkpoint and method (PCA, t-SNE, UMAP) is built (or read from
 ``checkpoints/<name>/latent_map_<method>.npz``) and a map of n digits is cut from it, so every size
-shares the same axes and a restart never runs t-SNE again for another size.
+shares the same axes and a restart never runs t-SNE or UMAP again for another size. A model registered
+in memory (``vaedemo.serve(models=...)``) keeps its maps in memory only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import write_bytes_atomic
-from ..projections import PCAProjection, TSNEProjection, far_from_map, median_nn_spacing
+from ..projections import PCAProjection, TSNEProjection, UMAPProjection, far_from_map, median_nn_spacing
 from ..validation import to_float, whole
 from .codec import decode, encode, label_for, resolve_label
 from .data import MAP_SIZE, as_digit, bundled
@@ -29,22 +30,22 @@ from .store import STORE, Entry, KeyedLocks
 
 log = logging.getLogger(__name__)
 
-METHODS = ("pca", "tsne")
+METHODS = ("pca", "tsne", "umap")
 MIN_MAP_SIZE = 20
 # With Barnes-Hut angle 0.8 (projections.TSNEProjection), 600 iterations map 10,000 codes in about 0.4x
 # the time of scikit-learn's defaults and keep nearly as many 10-NN neighbours (BENCHMARKS.md, section 3).
 TSNE_MAX_ITER = 600
 MAP_FORMAT = 2  # 2: keyed by the weights' content hash, not their mtime
-MAX_MAPS = 16  # full maps kept in memory (two per checkpoint)
+MAX_MAPS = 24  # full maps kept in memory (three per checkpoint)
 
 ProgressFn = Callable[[float, str], Any]  # progress(fraction in [0, 1], message); gr.Progress fits
 
 
 def check_method(method: Any) -> str:
-    """'pca' or 'tsne' (also 't-SNE', 'TSNE'), else a sentence."""
+    """'pca', 'tsne' or 'umap' (also 't-SNE', 'TSNE', 'UMAP'), else a sentence."""
     m = str(method or "").strip().lower().replace("-", "").replace("_", "")
     if m not in METHODS:
-        raise ValueError(f"Unknown map method {str(method)[:40]!r}; use 'pca' or 'tsne'.")
+        raise ValueError(f"Unknown map method {str(method)[:40]!r}; use 'pca', 'tsne' or 'umap'.")
     return m
 
 
@@ -53,18 +54,19 @@ class LatentMap:
     """A 2-D map of the bundled digits' codes. Shared by every user: its arrays are read-only."""
 
     checkpoint: str
-    method: str  # "pca" or "tsne"
+    method: str  # "pca", "tsne" or "umap"
     coords: np.ndarray  # (n, 2) float32
     labels: np.ndarray  # (n,) int64
     indices: np.ndarray  # (n,) into the bundled digits
     codes: np.ndarray  # (n, D) float32, the posterior means
     mean: np.ndarray | None = None  # (D,) PCA only
     components: np.ndarray | None = None  # (2, D) PCA only
+    umap_ab: np.ndarray | None = None  # (2,) UMAP only: its low-dimensional kernel 1 / (1 + a d^2b)
     checkpoint_fingerprint: int = 0  # the weights' content hash; the disk copy is reused only while it matches
     spacing: float = 0.0  # median distance from a point of the full map to its nearest neighbour
     seconds: float = 0.0  # time the projection took when it was computed
     from_disk: bool = False
-    projection: Any = field(default=None, repr=False)  # PCAProjection or TSNEProjection of the full map
+    projection: Any = field(default=None, repr=False)  # PCA-, TSNE- or UMAPProjection of the full map
 
     @property
     def n(self) -> int:
@@ -98,16 +100,20 @@ def _finish(m: LatentMap) -> LatentMap:
     """Attach the projection and spacing of a full map and make its arrays read-only."""
     if m.method == "pca":
         m.projection = PCAProjection.from_arrays(m.mean, m.components)
+    elif m.method == "umap":
+        m.projection = UMAPProjection.from_arrays(m.codes, m.coords, m.umap_ab)
     else:
         m.projection = TSNEProjection.from_arrays(m.codes, m.coords)
     m.spacing = median_nn_spacing(m.coords.astype(np.float64))
-    for arr in (m.coords, m.labels, m.indices, m.codes, m.mean, m.components):
+    for arr in (m.coords, m.labels, m.indices, m.codes, m.mean, m.components, m.umap_ab):
         if arr is not None:
             arr.setflags(write=False)
     return m
 
 
 def _read(entry: Entry, method: str) -> LatentMap | None:
+    if entry.in_memory:
+        return None
     path = map_path(entry.folder, method)
     if not path.is_file():
         return None
@@ -118,22 +124,28 @@ def _read(entry: Entry, method: str) -> LatentMap | None:
                 return None
             arrays = {k: f[k] for k in ("coords", "labels", "indices", "codes")}
             pca = {k: f[k] for k in ("mean", "components")} if method == "pca" else {}
+            ab = f["umap_ab"].astype(np.float64) if method == "umap" else None
     except Exception as e:  # a damaged or foreign file is simply recomputed
         log.warning("ignoring %s: %s", path, e)
         return None
     d, n = entry.model.latent_dim, MAP_SIZE
     if (arrays["coords"].shape != (n, 2) or arrays["codes"].shape != (n, d) or len(arrays["labels"]) != n
-            or not np.isfinite(arrays["coords"]).all() or (pca and pca["components"].shape != (2, d))):
+            or not np.isfinite(arrays["coords"]).all() or (pca and pca["components"].shape != (2, d))
+            or (method == "umap" and (ab.shape != (2,) or not (ab > 0).all()))):
         return None
     return _finish(LatentMap(entry.name, method, arrays["coords"].astype(np.float32),
                              arrays["labels"].astype(np.int64), arrays["indices"].astype(np.int64),
                              arrays["codes"].astype(np.float32), pca.get("mean"), pca.get("components"),
-                             entry.fingerprint, from_disk=True))
+                             ab, entry.fingerprint, from_disk=True))
 
 
 def _write(entry: Entry, m: LatentMap) -> Path | None:
+    if entry.in_memory:  # a model registered in memory has no folder to cache its maps in
+        return None
     buf = io.BytesIO()
     extra = {"mean": m.mean, "components": m.components} if m.method == "pca" else {}
+    if m.method == "umap":
+        extra = {"umap_ab": m.umap_ab}
     np.savez_compressed(buf, format=MAP_FORMAT, method=m.method, n=m.n,
                         checkpoint_fingerprint=np.int64(m.checkpoint_fingerprint),
                         coords=m.coords, labels=m.labels, indices=m.indices, codes=m.codes, **extra)
@@ -161,13 +173,19 @@ def _compute(entry: Entry, method: str, progress: ProgressFn | None) -> LatentMa
         proj = PCAProjection(2).fit(codes)
         coords = proj.transform(codes).astype(np.float32)
         pca = {"mean": proj.mean_.astype(np.float32), "components": proj.components_.astype(np.float32)}
+    elif method == "umap":
+        _report(progress, 0.1, f"Running UMAP on {len(codes):,} codes (10-60 s on a laptop CPU, once per model)")
+        proj = UMAPProjection().fit(codes)
+        coords = proj.embedding_.astype(np.float32)
+        pca = {"umap_ab": proj.ab_}
     else:
         _report(progress, 0.1, f"Running t-SNE on {len(codes):,} codes (15-30 s on a laptop CPU, once per model)")
         coords = TSNEProjection(max_iter=TSNE_MAX_ITER).fit_transform(codes).astype(np.float32)
         pca = {}
     seconds = time.perf_counter() - start
     m = _finish(LatentMap(entry.name, method, coords, labels, np.arange(len(codes)), codes.copy(),
-                          pca.get("mean"), pca.get("components"), entry.fingerprint, seconds=seconds))
+                          pca.get("mean"), pca.get("components"), pca.get("umap_ab"), entry.fingerprint,
+                          seconds=seconds))
     _report(progress, 0.95, "Saving the map")
     _write(entry, m)
     _report(progress, 1.0, "Done")
@@ -221,7 +239,7 @@ def latent_map(checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress
 
 
 def precompute_maps(name: str, progress: ProgressFn | None = None) -> list[Path]:
-    """Compute both maps of checkpoint ``name`` at full size and return the files written."""
+    """Compute every map (PCA, t-SNE, UMAP) of checkpoint ``name`` at full size and return the files written."""
     for method in METHODS:
         full_map(name, method, progress)
     folder = STORE.entry(name).folder
@@ -242,14 +260,14 @@ def decode_at(checkpoint: str, method: str, x: float, y: float, *, n: int | None
 
     PCA inverts exactly: z = mean + [x, y]·components. t-SNE has no inverse, so z is the
     inverse-distance-weighted mean of the k = 10 nearest map points' codes (of the full map, so
-    every size answers alike). ``far`` is set when the nearest map point is farther than 3× the
+    every size answers alike); UMAP's is approximate too (``UMAPProjection.inverse_transform``). ``far`` is set when the nearest map point is farther than 3× the
     map's median nearest-neighbour spacing. A cvae decodes with ``label``, or the label of the
     nearest map point. ``n`` is accepted for callers that name the map's size; it changes nothing.
     """
     m = full_map(checkpoint, method)
     point = np.array([[to_float(x, "The x coordinate"), to_float(y, "The y coordinate")]])
     model = STORE.get(checkpoint)
-    z = m.projection.inverse_transform(point) if m.method == "pca" else m.projection.inverse(point)
+    z = map_codes(m, point)
     far = bool(far_from_map(m.coords, point, m.spacing)[0])
     label = label_for(model, label)
     if model.conditional and label is None:
@@ -259,8 +277,14 @@ def decode_at(checkpoint: str, method: str, x: float, y: float, *, n: int | None
 
 
 def place_codes(m: LatentMap, codes: np.ndarray) -> np.ndarray:
-    """Where codes (N, D) land on map ``m``, (N, 2): exact for PCA, among their nearest digits for t-SNE."""
-    return np.asarray(m.projection.transform(codes) if m.method == "pca" else m.projection.place(codes), np.float32)
+    """Where codes (N, D) land on map ``m``, (N, 2): exact for PCA, among their nearest digits for t-SNE
+    and UMAP (approximate)."""
+    return np.asarray(m.projection.place(codes) if m.method == "tsne" else m.projection.transform(codes), np.float32)
+
+
+def map_codes(m: LatentMap, xy: np.ndarray) -> np.ndarray:
+    """The codes (N, D) behind map points (N, 2): exact for PCA, neighbour-weighted for t-SNE and UMAP."""
+    return m.projection.inverse(xy) if m.method == "tsne" else m.projection.inverse_transform(xy)
 
 
 def project_point(checkpoint: str, method: str, image: Any, *, n: int | None = None,
@@ -285,3 +309,48 @@ def prior_centres(checkpoint: str, method: str, *, n: int | None = None) -> np.n
     with torch.no_grad():
         means = model.prior.means.float().cpu().numpy()
     return place_codes(full_map(checkpoint, method), means)
+
+
+CLOUD_SAMPLES = 200  # draws of z ~ q(z|x) shown around "your digit"
+ELLIPSE_MASS = 0.95  # the PCA ellipse holds this much of q(z|x)'s projected mass
+
+
+@dataclass
+class PosteriorCloud:
+    """Where q(z|x) of one digit lies on a map: its mean, draws from it, and (PCA) its covariance ellipse."""
+
+    mean: np.ndarray  # (2,) the mean's place (the star)
+    samples: np.ndarray  # (S, 2) draws z = mu + sigma * eps, each placed by the map's own rule
+    ellipse: np.ndarray | None  # (K, 2) a closed outline, PCA only: W diag(sigma²) Wᵀ at ELLIPSE_MASS
+
+
+def posterior_cloud(checkpoint: str, method: str, image: Any, *, samples: int = CLOUD_SAMPLES, seed: int = 0,
+                    label: int | None = None) -> PosteriorCloud | None:
+    """q(z|x) of a digit drawn on the map: None for an AE (its code is one point). PCA projects exactly, so
+    its ellipse is the projected covariance; t-SNE and UMAP place each draw among its nearest digits."""
+    from scipy.stats import chi2
+
+    from .. import distributions
+
+    m = full_map(checkpoint, method)
+    model = STORE.get(checkpoint)
+    samples = whole(samples, "The number of posterior samples", 1, 2000)
+    x = as_digit(image)
+    label = resolve_label(model, label, x)
+    mu, logvar = encode(model, x[None], label)
+    if logvar is None:
+        return None
+    sigma = np.exp(0.5 * logvar[0].astype(np.float64))  # (D,)
+    eps = distributions.standard_normal((samples, model.latent_dim), seed).double().numpy()
+    z = mu[0].astype(np.float64) + sigma * eps  # (S, D)
+    ellipse = None
+    if m.method == "pca":
+        w = np.asarray(m.components, np.float64)  # (2, D)
+        cov = (w * sigma**2) @ w.T  # (2, 2): the covariance of q(z|x) seen through the projection
+        vals, vecs = np.linalg.eigh(cov)
+        radius = np.sqrt(chi2.ppf(ELLIPSE_MASS, df=2))
+        t = np.linspace(0, 2 * np.pi, 73)
+        circle = np.stack([np.cos(t), np.sin(t)], 1)  # (K, 2)
+        centre = place_codes(m, mu)[0].astype(np.float64)
+        ellipse = (centre + radius * (circle * np.sqrt(np.clip(vals, 0, None))) @ vecs.T).astype(np.float32)
+    return PosteriorCloud(place_codes(m, mu)[0], place_codes(m, z), ellipse)

@@ -1,4 +1,7 @@
-"""The process-wide cache of loaded models: each checkpoint loaded once, shared read-only by every request."""
+"""The process-wide cache of loaded models: each checkpoint loaded once, shared read-only by every request.
+
+Models handed over in memory (``vaedemo.serve(models=...)``) are registered here beside the checkpoints,
+under names no checkpoint folder has."""
 
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ class Entry:
     config: dict
     lock: threading.RLock = field(default_factory=threading.RLock)
     extras: dict = field(default_factory=dict)
+    in_memory: bool = False  # registered from memory: no files, so nothing (maps) is cached on disk for it
 
     @property
     def device(self) -> torch.device:
@@ -112,6 +116,33 @@ class ModelStore:
         self._lock = threading.Lock()  # guards _entries
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # folder → entry
         self._loading = KeyedLocks()  # one loader per folder; others wait for it
+        self._registered: dict[str, Entry] = {}  # name → an in-memory model's entry (never evicted)
+
+    def register(self, name: Any, model: torch.nn.Module, config: dict, fingerprint: int) -> Entry:
+        """Serve ``model`` (a LatentModel, eval mode) under ``name`` beside the checkpoints until unregistered.
+
+        ``fingerprint`` identifies its weights (the maps are keyed by it). A name that a checkpoint folder
+        or another registered model already has is refused with a sentence."""
+        name = validate_name(name)
+        if resolve(name).is_dir():
+            raise ValueError(f"A checkpoint named {name!r} exists already; give your model another name.")
+        with self._lock:
+            if name in self._registered:
+                raise ValueError(f"A model named {name!r} is registered already; give your model another name.")
+            model.eval().requires_grad_(False)
+            entry = Entry(name, Path("<memory>") / name, ("memory", name), model, config, in_memory=True)
+            entry.extras["fingerprint"] = int(fingerprint)
+            self._registered[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._registered.pop(name, None)
+
+    def registered(self) -> list[str]:
+        """Names of the models registered in memory, in the order they came."""
+        with self._lock:
+            return list(self._registered)
 
     def _cached(self, key: str, sig: tuple) -> Entry | None:
         with self._lock:
@@ -122,7 +153,11 @@ class ModelStore:
         return None
 
     def entry(self, name: Any) -> Entry:
-        """The loaded checkpoint ``name``; ValueError for a bad, missing or broken name."""
+        """The loaded checkpoint ``name`` (or registered model); ValueError for a bad, missing or broken name."""
+        with self._lock:
+            registered = self._registered.get(name) if isinstance(name, str) else None
+        if registered is not None:
+            return registered
         folder = resolve(validate_name(name))
         if not folder.is_dir():
             raise ValueError(f"There is no checkpoint named {name!r}; pick one from the list.")
