@@ -22,6 +22,15 @@ import pytest
 from vaedemo.ui.guard import JSON_LIMIT, TempSweeper, share_the_queue
 
 pytestmark = pytest.mark.usefixtures("app_env")
+FIGURES = Path(__file__).resolve().parents[1] / "test-artifacts" / "abuse.json"
+
+
+def _record(case: str, **figures) -> None:
+    """Keep each case's figures (requests, worst latency, memory) for SECURITY.md."""
+    FIGURES.parent.mkdir(exist_ok=True)
+    data = json.loads(FIGURES.read_text()) if FIGURES.is_file() else {}
+    data[case] = figures
+    FIGURES.write_text(json.dumps(data, indent=2))
 
 
 def _health_latency(app_url: str, stop: threading.Event, worst: list[float]) -> None:
@@ -56,8 +65,47 @@ def test_large_bodies_are_refused_before_parsing_while_the_app_keeps_answering(a
     finally:
         stop.set()
         watcher.join()
+    _record("large bodies", requests=4, worst_page_latency_s=round(worst[0], 3))
     assert worst[0] < 5.0, f"the app stalled for {worst[0]:.1f} s while refusing large bodies"
     assert JSON_LIMIT <= 2 * 1024 * 1024
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _declare_and_send(app_url: str, declared: int, sent: int) -> bytes:
+    url = urlparse(app_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as s:
+        s.sendall((f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {url.hostname}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n").encode())
+        try:
+            s.sendall(b"[" + b"1.0," * (sent // 4))
+        except OSError:
+            pass  # the server refused and hung up: that is the point
+        s.settimeout(10)
+        try:
+            return s.recv(4096)
+        except OSError:
+            return b""
+
+
+def test_memory_stays_put_under_fifty_megabyte_bodies(app_url):
+    """Issue: three 50 MB bodies each raised resident memory by ~500 MB for good. The server runs in this
+    test process, so its resident memory is this process's."""
+    import gc
+
+    gc.collect()
+    before = _rss_mb()
+    answers = [_declare_and_send(app_url, 50 * 2**20, 4 * 2**20) for _ in range(8)]
+    gc.collect()
+    after = _rss_mb()
+    assert all(a.startswith(b"HTTP/1.1 413") for a in answers), answers[0][:200]
+    _record("50 MB bodies", requests=len(answers), rss_before_mb=round(before), rss_after_mb=round(after))
+    assert after <= before * 1.2, f"resident memory {before:.0f} MB → {after:.0f} MB"
 
 
 def test_the_run_routes_that_skip_the_queue_are_off(app_url):
@@ -98,6 +146,8 @@ def test_cut_off_uploads_are_swept(app_url):
     sweeper = TempSweeper(lambda: [temp], age_s=600)
     assert sweeper.sweep() == 0  # fresh files stay: an upload may still be arriving
     assert sweeper.sweep(now=time.time() + 3600) >= len(left)
+    _record("cut-off uploads", requests=3, left_behind_mb=round(size / 2**20, 1),
+            left_after_sweep=len({p for p in temp.iterdir() if p.is_file()} - before - {link}))
     assert not ({p for p in temp.iterdir() if p.is_file()} - before - {link})
     assert outside.read_text().startswith("a file") and link.is_symlink()  # a symlink is never followed
     link.unlink()
