@@ -26,20 +26,35 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
             "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "python": platform.python_version(),
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def run_all(quick: bool) -> dict:
-    from vaedemo import load_model
+SECTIONS = ("train", "maps", "latency")
 
-    from . import latency, maps, train_throughput
 
+def run_all(quick: bool, only: list[str] | None = None, parity: bool = True) -> dict:
+    """Every benchmark (or the ``only`` ones) in one run; ``parity=False`` skips the 30-epoch parity runs."""
+    only = list(only or SECTIONS)
     results = {"machine": machine(), "quick": quick}
-    results["training"] = train_throughput.run(quick=quick)
+    if "train" in only:
+        from . import profile_step, train_throughput
+
+        results["training"] = train_throughput.run(quick=quick, parity_runs=parity)
+        results["profile"] = profile_step.run(results["training"]["precisions"], quick=quick)
     os.environ.setdefault("VAEDEMO_DEVICE", "cpu")
-    results["maps"] = maps.run(load_model("vae-mnist"), quick=quick)
-    with tempfile.TemporaryDirectory() as tmp:
-        results["latency"] = latency.run(repeats=3 if quick else 50, tmpdir=tmp, memory_requests=8 if quick else 200)
+    if "maps" in only:
+        from vaedemo import load_model
+
+        from . import maps
+
+        results["maps"] = maps.run(load_model("vae-mnist"), quick=quick)
+    if "latency" in only:
+        from . import latency
+
+        with tempfile.TemporaryDirectory() as tmp:
+            results["latency"] = latency.run(repeats=3 if quick else 50, tmpdir=tmp,
+                                             memory_requests=8 if quick else 200)
     return results
 
 
@@ -48,8 +63,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="one short iteration of each, to check they run")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     p.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    p.add_argument("--only", action="append", choices=SECTIONS, default=None,
+                   help="run only this section (repeatable); BENCHMARKS.md then shows only what ran")
+    p.add_argument("--no-parity", action="store_true", help="skip the fp32/bf16 parity runs (30 epochs each)")
     args = p.parse_args()
-    results = run_all(args.quick)
+    results = run_all(args.quick, only=args.only, parity=not args.no_parity)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if not args.no_write:

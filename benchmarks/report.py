@@ -7,8 +7,81 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def training_section(t: dict, prof: dict | None) -> list[str]:
+    g = t["matmul_gflops"]
+    auto = t["auto_precision"]
+    precisions = t["precisions"]
+    lines = [
+        f"## 1. Training throughput (batch {t['batch']}, mnist-10k, CPU)",
+        "",
+        f"Matmul anchor, a 1024³ product in this run: fp32 {g['fp32']:.0f} GFLOP/s, bf16 {g['bf16']:.0f} GFLOP/s "
+        f"({g['bf16'] / g['fp32']:.1f}×). Native bf16 on this CPU: {'yes' if t['native_bf16'] else 'no'}, "
+        f"so `--precision auto` (the default) trains in {auto}. Each samples/s figure is the best of "
+        f"{t['rounds']} interleaved rounds, taken alike for ours and the reference (other processes share the cores).",
+        "",
+        "| model | pytorch/examples-style loop (fp32) | " + " | ".join(f"ours {p}" for p in precisions)
+        + " | speed-up (auto; target ≥ 3× for vae) | matmul MFLOP/sample | "
+        + " | ".join(f"share of the {p} matmul bound" for p in precisions) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in precisions) + " | --- | --- | "
+        + " | ".join("---" for _ in precisions) + " |",
+    ]
+    for kind in ("vae", "ae", "conv-vae"):
+        k = t[kind]
+        ours = " | ".join(f"{k[p]['samples_per_s']:,.0f} ({k[p]['speedup']:.2f}×)" for p in precisions)
+        speedup = f"{k['auto']['speedup']:.2f}×"
+        if kind == "vae":
+            speedup += f" — {_verdict(k['auto']['speedup'] >= 3)}"
+        shares = " | ".join(_pct(k[p]["share_of_matmul_bound"]) for p in precisions)
+        lines.append(f"| {kind} | {k['reference_samples_per_s']:,.0f} | {ours} | {speedup} | "
+                     f"{k['train_mflops_per_sample']:.2f} | {shares} |")
+    lines += ["", "Share of the matmul bound: the step's matrix-product FLOPs (matmuls and convolutions, forward and "
+              "backward) × our samples/s ÷ the 1024³ product's FLOP/s in the same precision."]
+    par = t.get("parity")
+    if par:
+        epochs = next(iter(par.values()))["epochs"]
+        lines += ["", f"### Quality parity: fp32 against bf16, same seed and recipe, {epochs} epochs",
+                  "", "| model | recipe | validation −ELBO fp32 | bf16 | gap (target ≤ 1%) | seconds fp32 / bf16 |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for kind, r in par.items():
+            recipe = ", ".join(f"{k}={v}" for k, v in {**r["model"], **r["recipe"]}.items())
+            lines.append(f"| {kind} | {recipe} | {r['fp32']['neg_elbo']:.2f} | {r['bf16']['neg_elbo']:.2f} | "
+                         f"{100 * r['relative_gap']:.2f}% — {_verdict(r['relative_gap'] <= 0.01)} | "
+                         f"{r['fp32']['seconds']:.0f} / {r['bf16']['seconds']:.0f} |")
+        lines += ["", "−ELBO in nats per validation digit (1,000 digits, stochastically binarized with seed 0 as in "
+                  "training, one z per digit, evaluated in float32), after each run's best epoch."]
+    elif "parity" in t:
+        lines += ["", "Parity runs skipped: this CPU has no native bf16."]
+    else:
+        lines += ["", "Parity runs skipped (`--no-parity`)."]
+    if prof:
+        groups = list(next(iter(prof.values()))["shares"])
+        lines += ["", "### Where a step's time goes (torch.profiler, batch 128)", "",
+                  "| model / precision | ms per step (profiled) | " + " | ".join(groups)
+                  + " | largest other ops (ms/step) |",
+                  "| --- | --- | " + " | ".join("---" for _ in groups) + " | --- |"]
+        for name, r in prof.items():
+            top = ", ".join(f"{o['op'].removeprefix('aten::')} {o['ms_per_step']:.2f}" for o in r["top_other_ops"][:3])
+            lines.append(f"| {name} | {r['step_ms']:.2f} | " + " | ".join(_pct(r["shares"][k]) for k in groups)
+                         + f" | {top} |")
+        lines += ["", "Self CPU time of each op, grouped; \"autograd and Python\" is the autograd engine's own "
+                  "time plus the wall time no op accounts for."]
+    if "cuda" in t:
+        c = t["cuda"]
+        lines += ["", f"### CUDA ({c['device']}, data on the device)", "",
+                  f"Matmul 1024³: fp32 {c['matmul_gflops']['fp32']:.0f} GFLOP/s, "
+                  f"bf16 {c['matmul_gflops']['bf16']:.0f}.",
+                  "", "| vae | fp32 samples/s | bf16 samples/s |", "| --- | --- | --- |"]
+        for batch in (128, 1024):
+            lines.append(f"| batch {batch} | {c[f'vae_b{batch}_fp32']:,.0f} | {c[f'vae_b{batch}_bf16']:,.0f} |")
+    return lines + [""]
+
+
 def render(r: dict, notes: str = "") -> str:
-    m, t, mp, lat = r["machine"], r["training"], r["maps"], r["latency"]
+    m = r["machine"]
     lines = [
         "# Benchmarks",
         "",
@@ -16,23 +89,25 @@ def render(r: dict, notes: str = "") -> str:
         f"torch {m['torch']}, Python {m['python']}, device {m['device']}.",
         "Every figure is a ratio against an anchor measured in the same run; absolute times drift on shared machines.",
         "",
-        "## 1. Training throughput (batch 128, mnist-10k)",
-        "",
-        f"fp32 matmul (1024×1024) on this machine: {t['matmul_gflops']:.1f} GFLOP/s.",
-        "",
-        "| model | ours (samples/s) | pytorch/examples-style loop | speed-up (target ≥ 3×) | training MFLOP/sample | share of matmul peak |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for kind in ("vae", "ae"):
-        k = t[kind]
-        target = f"{k['speedup']:.2f}× — {_verdict(k['speedup'] >= 3)}"
-        share = f"{100 * k['share_of_matmul_peak']:.0f}%" + (f" — {_verdict(k['share_of_matmul_peak'] >= 0.65)} (target ≥ 65%)" if kind == "vae" else "")
-        lines.append(f"| {kind} | {k['engine_samples_per_s']:,.0f} | {k['reference_samples_per_s']:,.0f} | {target} | "
-                     f"{k['train_mflops_per_sample']:.2f} | {share} |")
-    if "cuda" in t:
-        lines += ["", f"CUDA: {t['cuda']}"]
-    lines += [
-        "",
+    ran = [name for name in ("training", "latency", "maps") if name in r]
+    if len(ran) < 3:
+        lines += [f"This run measured only: {', '.join(ran)} (`python -m benchmarks --only ...`).", ""]
+    if "training" in r:
+        lines += training_section(r["training"], r.get("profile"))
+    if "latency" in r:
+        lines += latency_section(r["latency"])
+    if "maps" in r:
+        lines += maps_section(r["maps"])
+    if "latency" in r:
+        lines += memory_section(r["latency"])
+    if notes:
+        lines += ["## Notes", "", notes, ""]
+    return "\n".join(lines)
+
+
+def latency_section(lat: dict) -> list[str]:
+    lines = [
         "## 2. Interactive latency (gradio_client against the launched app)",
         "",
         "| endpoint | p50 ms | p95 ms | p50 ÷ /health p50 | target |",
@@ -52,8 +127,11 @@ def render(r: dict, notes: str = "") -> str:
             target = "—"
         lines.append(f"| {name} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | {ratio:.2f} | {target} |" if ratio
                      else f"| {name} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | 1 | {target} |")
-    lines += [
-        "",
+    return lines + [""]
+
+
+def maps_section(mp: dict) -> list[str]:
+    return [
         "## 3. Latent map, uncached (10,000 digits, vae-mnist codes)",
         "",
         f"- PCA: {1000 * mp['pca_s']:.0f} ms.",
@@ -63,6 +141,11 @@ def render(r: dict, notes: str = "") -> str:
         f"- Share of each point's 10 nearest latent neighbours kept in 2-D: ours {mp['knn10_app']:.3f}, "
         f"scikit-learn default {mp['knn10_sklearn']:.3f} (ours with 1000 iterations: {mp['knn10_ours_1000']:.3f}).",
         "",
+    ]
+
+
+def memory_section(lat: dict) -> list[str]:
+    return [
         "## 4. Cold start",
         "",
         f"`python app.py` to the first successful `/health`: {lat['cold_start_s']:.1f} s "
@@ -75,6 +158,3 @@ def render(r: dict, notes: str = "") -> str:
         f"(target ≤ 10% — {_verdict(lat['memory']['growth'] <= 0.10)}).",
         "",
     ]
-    if notes:
-        lines += ["## Notes", "", notes, ""]
-    return "\n".join(lines)

@@ -7,6 +7,47 @@ import pytest
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
+def _check_training(results):
+    t = results["training"]
+    assert set(t["matmul_gflops"]) == {"fp32", "bf16"} and all(v > 0 for v in t["matmul_gflops"].values())
+    assert t["auto_precision"] in t["precisions"]
+    for kind in ("vae", "ae", "conv-vae"):
+        k = t[kind]
+        assert k["reference_samples_per_s"] > 0 and k["train_mflops_per_sample"] > 0
+        for p in t["precisions"]:
+            assert k[p]["samples_per_s"] > 0 and 0 < k[p]["share_of_matmul_bound"]
+        assert k["auto"]["precision"] == t["auto_precision"]
+    for kind, r in t.get("parity", {}).items():
+        assert r["fp32"]["neg_elbo"] > 0 and r["bf16"]["neg_elbo"] > 0 and r["relative_gap"] >= 0, kind
+    prof = results["profile"]
+    assert set(prof) == {f"{k}/{p}" for k in ("vae", "ae", "conv-vae") for p in t["precisions"]}
+    for r in prof.values():
+        assert abs(sum(r["shares"].values()) - 1) < 1e-6 and r["shares"]["matrix products"] > 0
+
+
+def test_report_groups_profiler_ops():
+    from benchmarks.profile_step import group_of
+
+    assert group_of("aten::addmm") == group_of("aten::convolution_backward") == "matrix products"
+    assert group_of("aten::_fused_adam_") == "Adam" and group_of("aten::log_sigmoid_forward") == "Bernoulli loss"
+    assert group_of("aten::copy_") == "copies and casts" and group_of("aten::index") == "batch indexing"
+    assert group_of("aten::mul") == "other ops" and group_of("AddmmBackward0") == "autograd and Python"
+
+
+@pytest.mark.slow
+def test_training_benchmark_runs_alone_and_renders(monkeypatch):
+    monkeypatch.setenv("VAEDEMO_DEVICE", "cpu")
+    from benchmarks.__main__ import run_all
+    from benchmarks.report import render
+
+    results = run_all(quick=True, only=["train"], parity=False)
+    _check_training(results)
+    assert "latency" not in results and "maps" not in results
+    text = render(results)
+    assert "## 1. Training throughput" in text and "| vae |" in text and "Parity runs skipped" in text
+    assert "## 2." not in text and "Where a step's time goes" in text
+
+
 @pytest.mark.slow
 def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     monkeypatch.setenv("VAEDEMO_DEVICE", "cpu")
@@ -15,13 +56,12 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     from benchmarks.report import render
 
     results = run_all(quick=True)
-    for kind in ("vae", "ae"):
-        t = results["training"][kind]
-        assert t["engine_samples_per_s"] > 0 and t["reference_samples_per_s"] > 0
-        assert t["train_mflops_per_sample"] > 0
+    _check_training(results)
     assert results["maps"]["n"] == 300 and 0 <= results["maps"]["knn10_app"] <= 1
     lat = results["latency"]
     assert lat["cold_start_s"] > 0 and lat["memory"]["rest_mb"] > 0
-    assert all(lat[name]["p50_ms"] > 0 for name in ("/health", "/reconstruct", "/sample", "/interpolate", "/latent_map"))
+    endpoints = ("/health", "/reconstruct", "/sample", "/interpolate", "/latent_map")
+    assert all(lat[name]["p50_ms"] > 0 for name in endpoints)
     text = render(results)
     assert "## 1. Training throughput" in text and "## 5. Memory" in text and "| vae |" in text
+    assert "Quality parity" in text
