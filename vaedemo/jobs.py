@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 from .checkpoints import delete_checkpoint, resolve, scan_checkpoints, validate_name
 from .data import DATASETS, load_dataset
@@ -80,6 +81,9 @@ class TrainUpdate:
     eta_s: float = 0.0
     history: list[dict] = field(default_factory=list)  # one EpochStats dict per finished epoch
     steps: list[tuple[float, float]] = field(default_factory=list)  # (epoch as a fraction, smoothed train loss)
+    gan_steps: list[tuple[float, float, float]] = field(default_factory=list)  # (epoch fraction, G loss, D loss)
+    d_real: np.ndarray | None = None  # (n,) a GAN's discriminator: P(real) for validation digits
+    d_fake: np.ndarray | None = None  # (n,) and for generated ones
     preview_recon: np.ndarray | None = None  # (8, 28, 28) reconstructions of preview_originals
     preview_originals: np.ndarray | None = None  # (8, 28, 28) fixed validation digits
     prior_samples: np.ndarray | None = None  # (8, 28, 28) decodes of 8 fixed prior draws
@@ -96,6 +100,8 @@ PREVIEW_COUNT = 8
 LIVE_MAP_SIZE = 1000
 PREVIEW_EVERY_S = 1.0  # previews and the live map are redrawn at most this often (each costs an encode pass)
 MAX_CURVE_POINTS = 2000  # step points kept for the curve; older ones are thinned out
+GAN_GRID = 32  # samples from fixed noise shown while a GAN trains
+GAN_SCORED = 500  # real and generated digits the discriminator scores for the histograms
 
 
 def prune_visitor_runs(keep: int, spare: str | None = None) -> list[str]:
@@ -311,16 +317,24 @@ class TrainingManager:
             if len(steps) >= MAX_CURVE_POINTS:
                 steps = steps[::2]  # keep the whole run's shape at half the resolution
             changes["steps"] = [*steps, (p.epoch - 1 + p.step / p.steps, float(train_loss))]
+        losses = getattr(p, "losses", None)
+        if losses and p.steps and {"generator", "discriminator"} <= set(losses):
+            gan_steps = job.latest.gan_steps
+            if len(gan_steps) >= MAX_CURVE_POINTS:
+                gan_steps = gan_steps[::2]
+            changes["gan_steps"] = [*gan_steps, (p.epoch - 1 + p.step / p.steps, float(losses["generator"]),
+                                                 float(losses["discriminator"]))]
+        last = p.stats is not None and p.epoch >= p.epochs
         if p.stats is not None:
             changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
             changes["message"] = (f"Epoch {p.epoch} of {p.epochs} done: validation loss "
                                   f"{p.stats.val_loss:.1f} nats")
-            last = p.epoch >= p.epochs
             if last:  # evaluate (IWAE) and the save come next and take a few seconds
                 changes["message"] += " · evaluating and saving…"
-            if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
-                changes.update(self._previews(job, p.model, data))
-                job.previewed = time.monotonic()
+        # previews whenever training hands over its model (epoch ends; a GAN's reports too), at most once a second
+        if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
+            changes.update(self._previews(job, p.model, data))
+            job.previewed = time.monotonic()
         if job.stop.is_set():
             changes["message"] = "Stopping…"
         job.publish(**changes)
@@ -328,6 +342,8 @@ class TrainingManager:
     @staticmethod
     def _previews(job: _Job, model: LatentModel, data: Any) -> dict:
         """Reconstructions, prior samples and the live map, from the model being trained (eval mode, no grad)."""
+        if getattr(model, "implicit", False):
+            return TrainingManager._gan_previews(model, data)
         was_training = model.training
         model.eval()
         try:
@@ -348,6 +364,25 @@ class TrainingManager:
             model.train(was_training)
         return {"preview_recon": recon, "preview_originals": originals, "prior_samples": prior,
                 "map_coords": coords, "map_labels": np.asarray(y_val)}
+
+    @staticmethod
+    def _gan_previews(model: LatentModel, data: Any) -> dict:
+        """A GAN's view while it trains: a grid decoded from fixed noise (the same draws every time, so mode
+        collapse shows as the grid losing variety) and the discriminator's scores on real and generated digits."""
+        was_training = model.training
+        model.eval()
+        try:
+            z = prior_draws(model, GAN_GRID, seed=0)  # fixed noise: N(0, I), seed 0
+            with torch.no_grad():
+                fake = model.decode(z)
+                real = torch.from_numpy(data.x_val[:GAN_SCORED].astype(np.float32) / 255.0)[:, None]
+                device = next(model.parameters()).device
+                d_real = torch.sigmoid(model.discriminate(real.to(device))).float().cpu().numpy()
+                more = model.decode(prior_draws(model, GAN_SCORED, seed=1))
+                d_fake = torch.sigmoid(model.discriminate(more)).float().cpu().numpy()
+        finally:
+            model.train(was_training)
+        return {"prior_samples": fake[:, 0].float().cpu().numpy(), "d_real": d_real, "d_fake": d_fake}
 
 
 TRAINER = TrainingManager()

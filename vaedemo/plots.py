@@ -125,3 +125,32 @@ def kl_bars(dims_kl: Sequence[tuple[int, float]], title: str = "Average KL per l
     fig.update_layout(title=dict(text=title), xaxis_title="latent dimension", yaxis_title="nats",
                       xaxis=dict(type="category"), **_LAYOUT)
     return fig
+
+
+def gan_losses(steps: Sequence[tuple[float, float, float]], title: str = "GAN losses") -> go.Figure:
+    """The generator's and the discriminator's losses every few steps: (epoch fraction, G, D) each."""
+    fig = go.Figure()
+    if steps:
+        x, g, d = zip(*steps)
+        fig.add_trace(go.Scatter(x=list(x), y=list(g), name="generator", mode="lines"))
+        fig.add_trace(go.Scatter(x=list(x), y=list(d), name="discriminator", mode="lines"))
+    else:
+        fig.add_annotation(text="No steps yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(title=dict(text=title), xaxis_title="epoch", yaxis_title="loss",
+                      legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    return fig
+
+
+def score_histograms(d_real: np.ndarray, d_fake: np.ndarray,
+                     title: str = "The discriminator's P(real)") -> go.Figure:
+    """Two histograms over [0, 1]: what the discriminator says of real digits and of generated ones.
+
+    Apart (real near 1, generated near 0) the discriminator is winning; overlapping near 0.5 the
+    generator fools it."""
+    fig = go.Figure()
+    bins = dict(start=0.0, end=1.0, size=0.05)
+    fig.add_trace(go.Histogram(x=np.asarray(d_real, float), name="real digits", xbins=bins, opacity=0.6))
+    fig.add_trace(go.Histogram(x=np.asarray(d_fake, float), name="generated", xbins=bins, opacity=0.6))
+    fig.update_layout(title=dict(text=title), barmode="overlay", xaxis=dict(title="P(real)", range=[0, 1]),
+                      yaxis_title="digits", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    return fig

@@ -52,6 +52,9 @@ class RunOutcome:
     saved: bool
 
 
+_WHAT = {"ae": "plain autoencoder", "gan": "GAN"}
+
+
 def model_overrides(spec: RunSpec) -> dict:
     """The model settings a run asks for (None: the default); ValueError for one the model does not have."""
     out = {"latent_dim": spec.latent_dim, "hidden_dim": spec.hidden_dim}
@@ -59,14 +62,14 @@ def model_overrides(spec: RunSpec) -> dict:
         if spec.model not in ("ae", "conv-vae"):
             raise ValueError("Only the convolutional models (ae, conv-vae) have channel widths to set.")
         out["channels"] = tuple(spec.channels)
-    if spec.model != "ae":
+    if spec.model not in ("ae", "gan"):
         out["beta"] = spec.beta
         out["prior_components"] = spec.prior_components
     elif spec.prior_components:
-        raise ValueError("A plain autoencoder has no prior to learn; pick a VAE.")
+        raise ValueError(f"A {_WHAT[spec.model]} has no prior to learn; pick a VAE.")
     elif spec.beta not in (None, 0):
-        raise ValueError("A plain autoencoder has no KL term, so beta does not apply; pick a VAE.")
-    return out
+        raise ValueError(f"A {_WHAT[spec.model]} has no KL term, so beta does not apply; pick a VAE.")
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # ---------------------------------------------------------------------------------- partial runs

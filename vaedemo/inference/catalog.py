@@ -12,7 +12,7 @@ from ..checkpoints import scan_checkpoints
 from ..device import pick_device
 from ..models import kind_label
 from ..runs import APP_COMMAND
-from .stats import prior_gaussian
+from .stats import is_implicit, prior_gaussian
 from .store import STORE
 
 
@@ -38,7 +38,11 @@ def checkpoint_info(checkpoint: str) -> dict:
     entry = STORE.entry(checkpoint)
     m = entry.model
     typical = None  # the root-mean-square length of a prior draw: sqrt(sum_d mean_d² + var_d)
-    if not m.variational:
+    if is_implicit(m):
+        typical = math.sqrt(m.latent_dim)
+        note = ("A GAN's generator turns noise z ~ N(0, T²·I) into digits. It defines no p(x): it can sample, "
+                "but it cannot say how likely a digit is.")
+    elif not m.variational:
         note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
                 "the bundled digits.")
     else:
@@ -49,6 +53,7 @@ def checkpoint_info(checkpoint: str) -> dict:
                 "codes lie. Each sample picks one at random and draws from it, its spread scaled by T.")
     return {"name": entry.name, "kind": m.kind, "kind_label": kind_label(m.kind),
             "latent_dim": m.latent_dim, "variational": m.variational, "conditional": m.conditional,
+            "implicit": is_implicit(m),
             "num_classes": int(getattr(m.config, "num_classes", 10)), "sampling_note": note,
             "typical_norm": typical,
             "class_names": entry.config.get("class_names") or [str(i) for i in range(10)],

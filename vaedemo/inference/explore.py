@@ -12,7 +12,7 @@ from .. import distributions
 from ..validation import number, whole
 from .codec import decode, encode, labels_tensor, neg_elbo, resolve_label, to_tensor
 from .data import as_digit, bundled
-from .stats import bundled_codes, dim_scores, prior_gaussian, validation_neg_elbo
+from .stats import bundled_codes, dim_scores, is_implicit, prior_gaussian, validation_neg_elbo
 from .store import STORE
 
 NEIGHBOURS = 5
@@ -163,7 +163,8 @@ def traverse(checkpoint: str, image: Any, dims: Any = None, steps: int = 7, span
         dims = _dims(dims, model.latent_dim)
     label = resolve_label(model, label, x)
     mu, _ = encode(model, x[None], label)
-    unit = np.diag(prior_gaussian(entry)[1]) if model.variational else np.sqrt(dim_scores(entry))
+    # σ of the prior (N(0, I) for a GAN's noise too); an AE has none: the spread of its codes stands in
+    unit = np.diag(prior_gaussian(entry)[1]) if model.variational or is_implicit(model) else np.sqrt(dim_scores(entry))
     values = np.linspace(-span, span, steps)
     z = np.repeat(mu.astype(np.float64), len(dims) * steps, axis=0).reshape(len(dims), steps, -1)
     for row, d in enumerate(dims):

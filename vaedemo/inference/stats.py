@@ -15,6 +15,11 @@ from .data import bundled, validation
 from .store import Entry
 
 
+def is_implicit(model) -> bool:
+    """An implicit generative model (a GAN) only samples: it defines no p(x), so no -ELBO and no posterior."""
+    return bool(getattr(model, "implicit", False))
+
+
 def bundled_codes(entry: Entry) -> np.ndarray:
     """mu of every bundled digit (10000, D) float32, with its true label for a cvae."""
     def compute(e: Entry) -> np.ndarray:
@@ -51,10 +56,11 @@ def code_gaussian(entry: Entry) -> tuple[np.ndarray, np.ndarray]:
 def prior_gaussian(entry: Entry) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) such that z = mean + scale @ eps, eps ~ N(0, I), draws from the sampling prior.
 
-    N(0, I) for a VAE; for a learnt mixture prior, the Gaussian with the mixture's mean and spread
-    per dimension (what grids and traversals measure in); the AE's fitted code Gaussian."""
+    N(0, I) for a VAE and for a GAN (an implicit model samples z ~ N(0, I) too); for a learnt mixture
+    prior, the Gaussian with the mixture's mean and spread per dimension (what grids and traversals
+    measure in); the AE's fitted code Gaussian."""
     model = entry.model
-    if model.variational and model.prior is None:
+    if (model.variational or is_implicit(model)) and model.prior is None:
         d = model.latent_dim
         return np.zeros(d), np.eye(d)
     if model.variational:
@@ -66,7 +72,7 @@ def prior_gaussian(entry: Entry) -> tuple[np.ndarray, np.ndarray]:
 
 def prior_draws(entry: Entry, count: int, seed: int, temperature: float = 1.0) -> np.ndarray:
     """Codes (count, D) from the model's prior (the AE's fitted Gaussian), through the one sampler."""
-    fitted = None if entry.model.variational else code_gaussian(entry)
+    fitted = None if entry.model.variational or is_implicit(entry.model) else code_gaussian(entry)
     z = distributions.prior_draws(entry.model, count, seed=seed, temperature=temperature, code_gaussian=fitted)
     return z.double().cpu().numpy()
 

@@ -19,6 +19,9 @@ from .shared import (NONE_CHOICE, Outputs, bundled_thumb, digit, error_image, fr
 
 EXAMPLES_PER_CLASS = 2
 CONCURRENCY = 2  # uploads reconstructed at once (the Space has 2 CPU cores)
+NO_LIKELIHOOD = "— (an implicit model defines no p(x): it only samples)"
+GAN_NOTE = ("A GAN has no encoder of its own: its “reconstruction” is a search for the nearest digit its "
+            "generator can make (an inverter's guess, refined by a few steps of optimisation).")
 EMPTY_NOTE = ("**No trained models yet.** Train one in the Train tab, or put checkpoint folders in "
               "`checkpoints/` (`make checkpoints` trains the standard set).")
 
@@ -28,6 +31,10 @@ def _score_cells(r: inference.Reconstruction, about: dict) -> dict[str, str]:
              "Error per pixel (MSE)": f"{r.mse:.4f}",
              "Cross-entropy −log p(x\\|z), nats": f"{r.bce_nats:.1f}",
              "−ELBO, nats (lower = more typical)": "— (an AE has no probability model)"}
+    if about.get("implicit"):
+        cells["−ELBO, nats (lower = more typical)"] = NO_LIKELIHOOD
+        cells["How typical"] = NO_LIKELIHOOD
+        cells["Posterior μ ± σ"] = "— (a GAN has no posterior; the code is the inverted z)"
     if r.neg_elbo is not None:
         cells["−ELBO, nats (lower = more typical)"] = f"{r.neg_elbo:.1f}"
     if r.elbo_percentile is not None:
@@ -47,7 +54,10 @@ def scores_md(*results: tuple[inference.Reconstruction, dict]) -> str:
     rows = list(dict.fromkeys(k for c in columns for k in c))
     head = "| Score | " + " | ".join(["This model", "Compared with"][: len(columns)]) + " |\n"
     head += "|---" * (len(columns) + 1) + "|\n"
-    return head + "\n".join(f"| {k} | " + " | ".join(c.get(k, "—") for c in columns) + " |" for k in rows)
+    table = head + "\n".join(f"| {k} | " + " | ".join(c.get(k, "—") for c in columns) + " |" for k in rows)
+    if any(about.get("implicit") for _, about in results):
+        table += "\n\n" + GAN_NOTE
+    return table
 
 
 def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
@@ -61,7 +71,8 @@ def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
         c = inference.reconstruct(x, compare_with, n_samples=0)
         results.append((c, cabout))
         compare = gr.update(value=digit(c.recon), visible=True, label=f"{cabout['kind_label']}: {cabout['name']}")
-    code = plots.code_bars(r.mu, r.sigma)
+    code = (plots.code_bars(r.mu, None, title="The code: z found by inversion") if about.get("implicit")
+            else plots.code_bars(r.mu, r.sigma))
     code.update_layout(height=300, margin=dict(t=40, b=40))
     if len(r.mu) > 32:  # hundreds of bars: thin error bars, or they merge into one dark block
         code.update_traces(error_y_thickness=0.6, error_y_width=0, marker_line_width=0)

@@ -14,7 +14,7 @@ from ..models import REGISTRY
 from .components import NumberBox, NumberSlider, strip_image
 from .shared import Outputs, friendly, refresh_checkpoint, refresh_compare, strip
 
-MODEL_KINDS = [(REGISTRY[kind].title, kind) for kind in ("vae", "conv-vae", "cvae", "ae")]
+MODEL_KINDS = [(REGISTRY[kind].title, kind) for kind in ("vae", "conv-vae", "cvae", "ae", "gan") if kind in REGISTRY]
 PRIOR_CHOICES = [("N(0, I), the standard VAE", 0), ("learnt: a mixture of 10 Gaussians", 10),
                  ("learnt: a mixture of 100 Gaussians", 100)]
 PRIOR_INFO = "A learnt prior follows the codes, so more samples read as digits."
@@ -49,12 +49,17 @@ def _auto_name(kind: str) -> str:
 def update_view(u: jobs.TrainUpdate) -> dict:
     """One training update → what the tab shows (previews only when the update carries them)."""
     shown = {"progress": progress_html(u)}
-    if u.history or u.steps:
+    if u.gan_steps:
+        shown["loss"] = plots.gan_losses(u.gan_steps)
+    elif u.history or u.steps:
         shown["loss"] = plots.loss_curves(u.history, steps=u.steps)
+    if u.d_real is not None:
+        shown["live"] = plots.score_histograms(u.d_real, u.d_fake)
     if u.preview_recon is not None:
         shown["recon"] = exports.image_grid(np.stack([u.preview_originals, u.preview_recon]), scale=3, pad=2)
     if u.prior_samples is not None:
-        shown["prior"] = strip(u.prior_samples)
+        shown["prior"] = (exports.image_grid(u.prior_samples, ncols=8, scale=2, pad=2) if u.d_real is not None
+                          else strip(u.prior_samples))
     if u.map_coords is not None:
         shown["live"] = plots.latent_scatter(u.map_coords, u.map_labels, marker_size=5,
                                              title=f"Validation codes after epoch {u.epoch}")
@@ -73,8 +78,9 @@ def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, ba
     policy = jobs.training_policy()
     if not policy["enabled"]:
         raise ValueError("Training is turned off on this server.")
+    vae = model not in ("ae", "gan")
     spec = {"model": model, "dataset": dataset, "latent_dim": latent_dim,
-            "beta": None if model == "ae" else beta, "prior_components": None if model == "ae" else prior,
+            "beta": beta if vae else None, "prior_components": prior if vae else None,
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "precision": precision or "auto",
             "name": (name or "").strip() or _auto_name(str(model))}
     job = jobs.TRAINER.start(spec)
@@ -138,9 +144,10 @@ def train_status():
 
 
 def on_model_kind(kind):
-    vae = kind != "ae"
-    return (gr.update(interactive=vae, info="β weighs the KL term (β-VAE)." if vae else "A plain AE has no KL term."),
-            gr.update(interactive=vae, info=PRIOR_INFO if vae else "A plain AE has no prior."))
+    vae = kind not in ("ae", "gan")
+    why = {"ae": "A plain AE has", "gan": "A GAN has"}.get(kind, "")
+    return (gr.update(interactive=vae, info="β weighs the KL term (β-VAE)." if vae else f"{why} no KL term."),
+            gr.update(interactive=vae, info=PRIOR_INFO if vae else f"{why} no learnt prior: it samples N(0, I)."))
 
 
 def refresh_all(rec, cmp, map_, smp) -> tuple:
