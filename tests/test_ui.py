@@ -387,3 +387,23 @@ def test_the_train_tab_offers_the_precision(ui, monkeypatch):
     dropdowns = {c["id"]: c for c in demo.config["components"]}
     precision = [dropdowns[i] for i in train["inputs"] if dropdowns[i].get("props", {}).get("elem_id") == "train-precision"]
     assert precision and [v for _, v in precision[0]["props"]["choices"]] == ["auto", "fp32", "bf16"]
+
+
+def test_about_puts_the_models_side_by_side_with_the_sentence_the_numbers_support(ui):
+    from vaedemo.ui import about
+
+    rows = [{"name": "vae-x", "kind": "vae", "label": "VAE", "neg_elbo": 93.0, "confident_share": 0.73,
+             "class_entropy": 2.29, "frechet_distance": 20.0, "precision": 0.7, "recall": 0.8},
+            {"name": "gan-x", "kind": "gan", "label": "GAN", "neg_elbo": None, "confident_share": 0.93,
+             "class_entropy": 2.27, "frechet_distance": 8.0, "precision": 0.9, "recall": 0.6}]
+    table = about.yardstick_table(rows)
+    assert "| `gan-x` | GAN | — (no p(x))" in table and "| `vae-x` | VAE | 93.0 |" in table
+    assert "an FID for MNIST" in table and "closer to real digits than the best VAE's" in table
+    assert "lower recall (0.60 against 0.80)" in table
+    rows[1]["frechet_distance"] = 30.0
+    rows[1]["confident_share"] = 0.5
+    assert "matches or beats `gan-x`" in about.yardstick_table(rows)
+    assert about.yardstick_table([rows[0]]).count("What the numbers say") == 0  # no GAN: no comparison
+    en, ko = about.read_static("about_gan_en.md"), about.read_static("about_gan_ko.md")
+    assert "discriminator** (판별자)" in en and "generator** (생성자)" in en
+    assert all(word in ko for word in ("판별자", "생성자", "명시적", "암시적"))

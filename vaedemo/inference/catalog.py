@@ -68,3 +68,22 @@ def model_health() -> dict:
         device = f"unavailable ({e})"
     return {"status": "ok", "version": __version__, "device": device, "torch": torch.__version__,
             "cuda": torch.cuda.is_available(), "loaded_checkpoints": STORE.loaded()}
+
+
+YARDSTICK_KEYS = ("confident_share", "class_entropy", "frechet_distance", "precision", "recall")
+
+
+def yardsticks() -> list[dict]:
+    """One row per checkpoint whose card records sample metrics (``evaluate --samples --record``): its
+    kind, whether it is implicit, its −ELBO (None for a GAN or an AE) and the sample yardsticks."""
+    rows = []
+    for info in scan_checkpoints():
+        if not info.ok:
+            continue
+        recorded = (info.metrics or {}).get("evaluation") or {}
+        samples = recorded.get("samples") or {}
+        if not samples:
+            continue
+        rows.append({"name": info.name, "kind": info.kind, "label": kind_label(info.kind),
+                     "neg_elbo": recorded.get("neg_elbo"), **{k: samples.get(k) for k in YARDSTICK_KEYS}})
+    return rows
