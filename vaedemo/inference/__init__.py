@@ -10,7 +10,8 @@ latent maps and per-checkpoint statistics are read-only caches shared by every r
 - ``maps``: latent maps and decoding a place on them; ``catalog``: which models there are.
 """
 
-from .catalog import VISITOR_MARK, broken_checkpoints, checkpoint_choices, checkpoint_info, model_health
+from .catalog import (VISITOR_MARK, broken_checkpoints, checkpoint_choices, checkpoint_info, model_health,
+                      yardsticks)
 from .data import MAP_SIZE, as_digit, bundled, bundled_digit, digit_input
 from .explore import Interpolation, Reconstruction, Traversal, dims_by_kl, interpolate, reconstruct, slerp, traverse
 from .maps import (METHODS, MIN_MAP_SIZE, DecodedPoint, LatentMap, decode_at, full_map, latent_map,
@@ -23,6 +24,6 @@ __all__ = [
     "DecodedPoint", "Interpolation", "LatentMap", "ModelStore", "Reading", "Reconstruction", "Traversal",
     "as_digit", "broken_checkpoints", "bundled", "bundled_digit", "checkpoint_choices", "checkpoint_info",
     "decode_at", "digit_input", "dims_by_kl", "full_map", "interpolate", "latent_map", "manifold_grid",
-    "model_health", "precompute_maps", "prior_centres", "project_point", "read_digits", "reconstruct", "sample",
+    "model_health", "yardsticks", "precompute_maps", "prior_centres", "project_point", "read_digits", "reconstruct", "sample",
     "slerp", "traverse",
 ]
