@@ -80,8 +80,12 @@ def _rss_mb() -> float:
 def _declare_and_send(app_url: str, declared: int, sent: int) -> bytes:
     url = urlparse(app_url)
     with socket.create_connection((url.hostname, url.port), timeout=30) as s:
-        s.sendall((f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {url.hostname}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n").encode())
+        s.sendall(
+            (
+                f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {url.hostname}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+            ).encode()
+        )
         try:
             s.sendall(b"[" + b"1.0," * (sent // 4))
         except OSError:
@@ -118,12 +122,18 @@ def _cut_off_upload(app_url: str, sent: int = 2 * 2**20) -> None:
     """Start a multipart upload that declares 8 MB, send ``sent`` bytes of it, and hang up."""
     url = urlparse(app_url)
     boundary = "vaedemoboundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="cut.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
     with socket.create_connection((url.hostname, url.port), timeout=10) as s:
-        s.sendall((f"POST /gradio_api/upload HTTP/1.1\r\nHost: {url.hostname}\r\n"
-                   f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {8 * 2**20}\r\n\r\n"
-                   ).encode() + head)
+        s.sendall(
+            (
+                f"POST /gradio_api/upload HTTP/1.1\r\nHost: {url.hostname}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {8 * 2**20}\r\n\r\n"
+            ).encode()
+            + head
+        )
         s.sendall(b"\x89PNG" + b"0" * sent)
         time.sleep(0.5)  # let the server write what it got
 
@@ -146,8 +156,12 @@ def test_cut_off_uploads_are_swept(app_url):
     sweeper = TempSweeper(lambda: [temp], age_s=600)
     assert sweeper.sweep() == 0  # fresh files stay: an upload may still be arriving
     assert sweeper.sweep(now=time.time() + 3600) >= len(left)
-    _record("cut-off uploads", requests=3, left_behind_mb=round(size / 2**20, 1),
-            left_after_sweep=len({p for p in temp.iterdir() if p.is_file()} - before - {link}))
+    _record(
+        "cut-off uploads",
+        requests=3,
+        left_behind_mb=round(size / 2**20, 1),
+        left_after_sweep=len({p for p in temp.iterdir() if p.is_file()} - before - {link}),
+    )
     assert not ({p for p in temp.iterdir() if p.is_file()} - before - {link})
     assert outside.read_text().startswith("a file") and link.is_symlink()  # a symlink is never followed
     link.unlink()
@@ -168,15 +182,16 @@ def test_one_client_cannot_fill_the_shared_queue():
     share_the_queue(queue, per_session=4, per_address=6)
 
     def request(host, forwarded=None):
-        return SimpleNamespace(client=SimpleNamespace(host=host),
-                               headers={"x-forwarded-for": forwarded} if forwarded else {})
+        return SimpleNamespace(
+            client=SimpleNamespace(host=host), headers={"x-forwarded-for": forwarded} if forwarded else {}
+        )
 
     async def run():
-        greedy = [await queue.push(SimpleNamespace(session_hash="greedy"), request("10.0.0.9"), None)
-                  for _ in range(6)]
+        greedy = [await queue.push(SimpleNamespace(session_hash="greedy"), request("10.0.0.9"), None) for _ in range(6)]
         other = await queue.push(SimpleNamespace(session_hash="polite"), request("10.0.0.7"), None)
-        mint = [await queue.push(SimpleNamespace(session_hash=f"mint-{i}"), request("10.0.0.9"), None)
-                for i in range(4)]
+        mint = [
+            await queue.push(SimpleNamespace(session_hash=f"mint-{i}"), request("10.0.0.9"), None) for i in range(4)
+        ]
         proxied = await queue.push(SimpleNamespace(session_hash="behind"), request("10.0.0.9", "203.0.113.5"), None)
         return greedy, other, mint, proxied
 
@@ -207,7 +222,9 @@ def test_session_state_is_bounded_and_idle_sessions_expire(app_url):
         holder.session_data[f"s{i}"] = object()
         holder.time_last_used[f"s{i}"] = now - datetime.timedelta(hours=2 if i < 7 else 0)
     assert expire_idle_sessions(holder, idle_s=3600, now=now) == 7
-    assert sorted(holder.session_data) == ["s7", "s8", "s9"] and sorted(holder.time_last_used) == sorted(holder.session_data)
+    assert sorted(holder.session_data) == ["s7", "s8", "s9"] and sorted(holder.time_last_used) == sorted(
+        holder.session_data
+    )
     from vaedemo.ui import app as page
 
     demo = page.build_demo()

@@ -168,24 +168,29 @@ def _bad_upload(kind: str, digits, path: Path) -> Path:
     elif kind == "blank-clear":
         Image.new("RGBA", (300, 300), (0, 0, 0, 0)).save(path, format="PNG")
     elif kind == "svg":
-        path.write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28">'
-                        '<text x="8" y="20">7</text></svg>')
+        path.write_text(
+            '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28">'
+            '<text x="8" y="20">7</text></svg>'
+        )
     return path
 
 
-@pytest.mark.parametrize("kind,filename,words", [
-    ("not-an-image", "junk.png", "not an image we can read"),
-    ("empty", "empty.png", "not an image we can read .*empty"),
-    ("truncated-png", "half.png", "truncated or damaged"),
-    ("truncated-jpeg", "half.jpg", "truncated or damaged"),
-    ("bomb-20000", "bomb.png", r"too large in pixels \(400 million\)"),  # over 2× the limit: Pillow's error
-    ("bomb-8000", "bomb.png", r"too large in pixels \(64 million\)"),  # 1-2× the limit: Pillow only warns
-    ("1x1", "dot.png", "too small or too thin"),
-    ("1x5000", "line.png", "too small or too thin"),
-    ("blank-white", "white.png", "looks blank"),
-    ("blank-clear", "clear.png", "looks blank"),
-    ("svg", "seven.svg", "SVG drawings are not supported"),
-])
+@pytest.mark.parametrize(
+    "kind,filename,words",
+    [
+        ("not-an-image", "junk.png", "not an image we can read"),
+        ("empty", "empty.png", "not an image we can read .*empty"),
+        ("truncated-png", "half.png", "truncated or damaged"),
+        ("truncated-jpeg", "half.jpg", "truncated or damaged"),
+        ("bomb-20000", "bomb.png", r"too large in pixels \(400 million\)"),  # over 2× the limit: Pillow's error
+        ("bomb-8000", "bomb.png", r"too large in pixels \(64 million\)"),  # 1-2× the limit: Pillow only warns
+        ("1x1", "dot.png", "too small or too thin"),
+        ("1x5000", "line.png", "too small or too thin"),
+        ("blank-white", "white.png", "looks blank"),
+        ("blank-clear", "clear.png", "looks blank"),
+        ("svg", "seven.svg", "SVG drawings are not supported"),
+    ],
+)
 def test_bad_uploads_get_a_sentence(client, digits, tmp_path, kind, filename, words):
     path = _bad_upload(kind, digits, tmp_path / filename)
     if kind.startswith("bomb-"):
@@ -198,7 +203,7 @@ def _awkward_upload(kind: str, digits, path: Path) -> Path:
     d = digit(digits, 7)
     paper = on_paper(d)
     if kind == "16-bit":
-        Image.fromarray((np.asarray(paper).astype(np.uint16) * 257)).save(path)
+        Image.fromarray(np.asarray(paper).astype(np.uint16) * 257).save(path)
         assert Image.open(path).mode.startswith("I")
     elif kind == "cmyk":
         paper.convert("RGB").convert("CMYK").save(path, quality=90)
@@ -220,9 +225,16 @@ def _awkward_upload(kind: str, digits, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind,filename", [("16-bit", "deep.png"), ("cmyk", "cmyk.jpg"),
-                                           ("palette-transparency", "clear.gif"), ("exif-rotated", "phone.jpg"),
-                                           ("animated-gif", "anim.gif")])
+@pytest.mark.parametrize(
+    "kind,filename",
+    [
+        ("16-bit", "deep.png"),
+        ("cmyk", "cmyk.jpg"),
+        ("palette-transparency", "clear.gif"),
+        ("exif-rotated", "phone.jpg"),
+        ("animated-gif", "anim.gif"),
+    ],
+)
 def test_awkward_but_valid_uploads_are_reconstructed(client, digits, tmp_path, kind, filename):
     path = _awkward_upload(kind, digits, tmp_path / filename)
     inp, recon = client.predict(handle_file(str(path)), "tiny-vae", "", api_name="/reconstruct")[:2]
@@ -253,8 +265,13 @@ def test_upload_names_cannot_leave_the_upload_folder(app_url, digits):
     on_paper(digit(digits, 3)).save(buf, format="PNG")
     upload_dir = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
     with httpx.Client(base_url=app_url, timeout=60) as http:
-        r = http.post("gradio_api/upload", files=[("files", ("../../../../tmp/evil.png", buf.getvalue(), "image/png")),
-                                                  ("files", ("/etc/cron.d/evil", buf.getvalue(), "image/png"))])
+        r = http.post(
+            "gradio_api/upload",
+            files=[
+                ("files", ("../../../../tmp/evil.png", buf.getvalue(), "image/png")),
+                ("files", ("/etc/cron.d/evil", buf.getvalue(), "image/png")),
+            ],
+        )
     assert r.status_code == 200
     for stored in r.json():
         assert Path(stored).resolve().is_relative_to(upload_dir), stored
@@ -285,11 +302,17 @@ def test_server_files_cannot_be_passed_off_as_uploads(app_url, app_env, client, 
     with an empty error (its InvalidPathError is not a gr.Error), which gradio_client shows as its generic
     sentence; nothing is read.
     """
-    path = {"outside-image": outside_digit, "/etc/passwd": "/etc/passwd",
-            "checkpoint-config": app_env / "tiny-vae" / "config.json", "relative": "app.py"}[target]
-    for api, data in [("reconstruct", (_file(path), "tiny-vae", "")),
-                      ("interpolate", ("tiny-vae", _file(path), None, 0, 5, 4)),
-                      ("traverse", ("tiny-ae", _file(path), 0, [0], 3, 1.0))]:
+    path = {
+        "outside-image": outside_digit,
+        "/etc/passwd": "/etc/passwd",
+        "checkpoint-config": app_env / "tiny-vae" / "config.json",
+        "relative": "app.py",
+    }[target]
+    for api, data in [
+        ("reconstruct", (_file(path), "tiny-vae", "")),
+        ("interpolate", ("tiny-vae", _file(path), None, 0, 5, 4)),
+        ("traverse", ("tiny-ae", _file(path), 0, [0], 3, 1.0)),
+    ]:
         event, outputs = call_raw(app_url, api, *data)
         assert event == "error", f"/{api} read {path}: {str(outputs)[:200]}"
     if target == "outside-image":  # the same picture, really uploaded, is fine
@@ -304,13 +327,21 @@ def test_private_endpoints_refuse_server_files_too(app_url, outside_digit):
         dep = next(d for d in config["dependencies"] if d["inputs"][:1] == [sketch])
         assert dep["api_visibility"] == "private"
         results = {}
-        for label, value in [("server file", {"background": None, "layers": [_file(outside_digit)],
-                                              "composite": _file(outside_digit)}),
-                             ("empty canvas", {"background": None, "layers": [], "composite": None})]:
+        for label, value in [
+            ("server file", {"background": None, "layers": [_file(outside_digit)], "composite": _file(outside_digit)}),
+            ("empty canvas", {"background": None, "layers": [], "composite": None}),
+        ]:
             session = f"hardening-{len(results)}"
-            r = http.post("gradio_api/queue/join", json={"data": [value, "tiny-vae", ""], "fn_index": dep["id"],
-                                                          "session_hash": session, "event_data": None,
-                                                          "trigger_id": dep["targets"][0][0]})
+            r = http.post(
+                "gradio_api/queue/join",
+                json={
+                    "data": [value, "tiny-vae", ""],
+                    "fn_index": dep["id"],
+                    "session_hash": session,
+                    "event_data": None,
+                    "trigger_id": dep["targets"][0][0],
+                },
+            )
             assert r.status_code == 200
             deadline = time.monotonic() + 60
             with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
@@ -336,7 +367,7 @@ TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0, "aut
 
 
 def _with(base: tuple, index: int, value) -> tuple:
-    return (*base[:index], value, *base[index + 1:])
+    return (*base[:index], value, *base[index + 1 :])
 
 
 LOW, HIGH = "is less than minimum value", "is greater than maximum value"  # Gradio's own bound checks
@@ -399,8 +430,7 @@ BAD_NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize("api,data,words", BAD_NUMBERS,
-                         ids=[f"{api}-{i}" for i, (api, _, _) in enumerate(BAD_NUMBERS)])
+@pytest.mark.parametrize("api,data,words", BAD_NUMBERS, ids=[f"{api}-{i}" for i, (api, _, _) in enumerate(BAD_NUMBERS)])
 def test_bad_numbers_get_a_sentence(app_url, api, data, words):
     assert words in refused(app_url, api, *data)
 
@@ -429,25 +459,56 @@ def outside_checkpoint(app_env) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-NAME_SENTENCE = re.compile(r"not a valid checkpoint name|cannot contain a NUL byte|at most 64 characters long"
-                           r"|points outside the checkpoints folder")
-HOSTILE_NAMES = ["..", "../hard-outside-ck", "OUTSIDE_ABSOLUTE", "TINY_VAE_ABSOLUTE", "/etc/passwd",
-                 "tiny-vae\x00", "tiny-vae\x00/../../etc/passwd", "a" * 10_000, "tiny-vae/../tiny-ae", "./tiny-vae"]
+NAME_SENTENCE = re.compile(
+    r"not a valid checkpoint name|cannot contain a NUL byte|at most 64 characters long"
+    r"|points outside the checkpoints folder"
+)
+HOSTILE_NAMES = [
+    "..",
+    "../hard-outside-ck",
+    "OUTSIDE_ABSOLUTE",
+    "TINY_VAE_ABSOLUTE",
+    "/etc/passwd",
+    "tiny-vae\x00",
+    "tiny-vae\x00/../../etc/passwd",
+    "a" * 10_000,
+    "tiny-vae/../tiny-ae",
+    "./tiny-vae",
+]
 
 
-@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["dotdot", "dotdot-outside", "abs-outside", "abs-inside",
-                                                     "etc-passwd", "nul", "nul-traversal", "10000-chars",
-                                                     "slash", "dot-slash"])
-def test_hostile_checkpoint_names_get_a_sentence_and_nothing_outside_is_read(app_url, client, app_env, digits,
-                                                                             outside_checkpoint, tmp_path, name):
+@pytest.mark.parametrize(
+    "name",
+    HOSTILE_NAMES,
+    ids=[
+        "dotdot",
+        "dotdot-outside",
+        "abs-outside",
+        "abs-inside",
+        "etc-passwd",
+        "nul",
+        "nul-traversal",
+        "10000-chars",
+        "slash",
+        "dot-slash",
+    ],
+)
+def test_hostile_checkpoint_names_get_a_sentence_and_nothing_outside_is_read(
+    app_url, client, app_env, digits, outside_checkpoint, tmp_path, name
+):
     name = {"OUTSIDE_ABSOLUTE": str(outside_checkpoint), "TINY_VAE_ABSOLUTE": str(app_env / "tiny-vae")}.get(name, name)
     png = tmp_path / "three.png"
     on_paper(digit(digits, 3)).save(png)
     upload = handle_file(str(png))
-    calls = [("/reconstruct", (upload, name, "")), ("/reconstruct", (upload, "tiny-vae", name)),
-             ("/sample", (name, 4, 1.0, 0, "any")), ("/latent_map", (name, "pca", 500)),
-             ("/interpolate", (name, None, None, 0, 5, 4)), ("/traverse", (name, None, 0, None, 3, 1.0)),
-             ("/train", ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, name, 0))]
+    calls = [
+        ("/reconstruct", (upload, name, "")),
+        ("/reconstruct", (upload, "tiny-vae", name)),
+        ("/sample", (name, 4, 1.0, 0, "any")),
+        ("/latent_map", (name, "pca", 500)),
+        ("/interpolate", (name, None, None, 0, 5, 4)),
+        ("/traverse", (name, None, 0, None, 3, 1.0)),
+        ("/train", ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, name, 0)),
+    ]
     for api, args in calls:
         with pytest.raises(AppError) as caught:
             client.predict(*args, api_name=api)
@@ -570,16 +631,22 @@ SLOW_SAVER = textwrap.dedent(
 
 def test_kill_9_mid_save_is_never_visible(client, app_env):
     from vaedemo import inference as service
-    from vaedemo.ui import app, shared
     from vaedemo.checkpoints import save_checkpoint
     from vaedemo.models import build_model
+    from vaedemo.ui import shared
 
     save_checkpoint(build_model("ae", latent_dim=3), "hard-swap")
     before = pixels(client.predict("hard-swap", 9, 1.0, 0, "any", api_name="/sample")[0])
     env = {**os.environ, "VAEDEMO_CHECKPOINT_DIR": str(app_env)}
-    procs = {name: subprocess.Popen([sys.executable, "-c", SLOW_SAVER.format(root=str(ROOT), where=where, name=name)],
-                                    env=env, stdout=subprocess.PIPE, text=True)
-             for name, where in [("hard-new", "first-file"), ("hard-swap", "between-renames")]}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", SLOW_SAVER.format(root=str(ROOT), where=where, name=name)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name, where in [("hard-new", "first-file"), ("hard-swap", "between-renames")]
+    }
     try:
         for name, proc in procs.items():
             assert proc.stdout.readline().strip() == "paused", f"the slow save of {name} did not start"
@@ -693,10 +760,20 @@ def test_only_the_apps_own_temp_folder_is_served(app_url, app_env):
     exported = max((p for p in shared.EXPORT_DIR.rglob("*.png")), key=lambda p: p.stat().st_mtime)
     with httpx.Client(timeout=30) as http:
         assert http.get(url).status_code == 200  # the app's own output: served
-        for path in ["/etc/passwd", str(ROOT / "app.py"), "app.py", "vaedemo/ui/app.py", "checkpoints",
-                     str(app_env / "tiny-vae" / "model.safetensors"), str(app_env / "tiny-vae" / "config.json"),
-                     f"{temp}/../../../etc/passwd", f"{temp}/..%2f..%2f..%2fetc%2fpasswd", "%2Fetc%2Fpasswd",
-                     str(exported), os.environ.get("HOME", "/root") + "/.bashrc"]:
+        for path in [
+            "/etc/passwd",
+            str(ROOT / "app.py"),
+            "app.py",
+            "vaedemo/ui/app.py",
+            "checkpoints",
+            str(app_env / "tiny-vae" / "model.safetensors"),
+            str(app_env / "tiny-vae" / "config.json"),
+            f"{temp}/../../../etc/passwd",
+            f"{temp}/..%2f..%2f..%2fetc%2fpasswd",
+            "%2Fetc%2Fpasswd",
+            str(exported),
+            os.environ.get("HOME", "/root") + "/.bashrc",
+        ]:
             for prefix in ("gradio_api/file=", "file=", "gradio_api/file/", "gradio_api/static/"):
                 r = http.get(app_url + prefix + path)
                 assert r.status_code in (403, 404), (prefix + path, r.status_code)
@@ -713,7 +790,7 @@ def test_pillow_refuses_bombs_process_wide():
         ui.build_app(gr.Blocks())  # where the app is built, a bomb warning becomes an error process-wide
         assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS == 50_000_000  # Pillow's default is 89,478,485
         with pytest.raises(Image.DecompressionBombWarning):
-            warnings.warn("64 million pixels", Image.DecompressionBombWarning)
+            warnings.warn("64 million pixels", Image.DecompressionBombWarning, stacklevel=1)
         with pytest.raises(Image.DecompressionBombWarning):  # wherever Pillow decodes, not only in vaedemo.images
             Image.open(io.BytesIO(png_header_only(8000, 8000)))
 
@@ -785,8 +862,12 @@ def test_twenty_users_for_a_minute_while_training(app_url, app_env, artifacts, d
     gc.collect()
     rss_before = rss_mb()
     with ThreadPoolExecutor(LOAD_CLIENTS) as pool:
-        clients = list(pool.map(lambda k: Client(app_url, verbose=False, download_files=str(tmp_path / f"dl{k}")),
-                                range(LOAD_CLIENTS + 1)))
+        clients = list(
+            pool.map(
+                lambda k: Client(app_url, verbose=False, download_files=str(tmp_path / f"dl{k}")),
+                range(LOAD_CLIENTS + 1),
+            )
+        )
     trainer_client = clients.pop()  # a 21st session starts the training runs
     latencies: dict[str, list[float]] = {"reconstruct": [], "sample": [], "latent_map": []}
     errors: list[str] = []
@@ -892,22 +973,39 @@ def test_twenty_users_for_a_minute_while_training(app_url, app_env, artifacts, d
     rss_after = rss_mb()
     all_latencies = [t for v in latencies.values() for t in v]
     report = {
-        "clients": LOAD_CLIENTS, "seconds": LOAD_SECONDS, "cpu_cores": os.cpu_count(),
+        "clients": LOAD_CLIENTS,
+        "seconds": LOAD_SECONDS,
+        "cpu_cores": os.cpu_count(),
         "requests": {api: len(v) for api, v in latencies.items()},
         "requests_during_training_window": {api: len(v) - before_counts[api] for api, v in latencies.items()},
         "rounds_per_user_during": rounds,
         "errors": len(errors),
         "training_runs": len(runs),
         "share_of_requests_finished_while_training_busy": round(busy_seen["yes"] / max(1, sum(busy_seen.values())), 3),
-        "latency_s": {api: {"p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3),
-                            "max": round(float(np.max(v)), 3)} for api, v in latencies.items() if v},
+        "latency_s": {
+            api: {
+                "p50": round(float(np.percentile(v, 50)), 3),
+                "p95": round(float(np.percentile(v, 95)), 3),
+                "max": round(float(np.max(v)), 3),
+            }
+            for api, v in latencies.items()
+            if v
+        },
         "p95_latency_s": round(float(np.percentile(all_latencies, 95)), 3),
-        "rss_mb": {"before": round(rss_before), "after": round(rss_after), "peak": round(rss_mb("VmHWM")),
-                   "during_every_10s": [round(v) for v in rss_series[::5]], "growth_bound": RSS_GROWTH_BOUND_MB},
+        "rss_mb": {
+            "before": round(rss_before),
+            "after": round(rss_after),
+            "peak": round(rss_mb("VmHWM")),
+            "during_every_10s": [round(v) for v in rss_series[::5]],
+            "growth_bound": RSS_GROWTH_BOUND_MB,
+        },
     }
     (artifacts / "load.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nload test: p95 latency {report['p95_latency_s']} s over {len(all_latencies)} requests, "
-          f"{len(errors)} errors, RSS {rss_before:.0f} → {rss_after:.0f} MB;", json.dumps(report))
+    print(
+        f"\nload test: p95 latency {report['p95_latency_s']} s over {len(all_latencies)} requests, "
+        f"{len(errors)} errors, RSS {rss_before:.0f} → {rss_after:.0f} MB;",
+        json.dumps(report),
+    )
     assert not errors, errors[:10]
     assert runs and busy_seen["yes"] > 0  # training really overlapped the users' requests
     assert all(r > 0 for r in rounds)

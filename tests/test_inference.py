@@ -6,12 +6,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from _tiny import PRIORS, TINY, tiny_dir  # noqa: F401  (tiny_dir is a fixture)
 
 from vaedemo import distributions, inference
-from vaedemo.inference import codec, explore, maps, stats
 from vaedemo.data import bundled_digits
-
-from _tiny import PRIORS, TINY, tiny_dir  # noqa: F401  (tiny_dir is a fixture)
+from vaedemo.inference import codec, explore, maps, stats
 
 pytestmark = pytest.mark.usefixtures("tiny_dir")
 KINDS = {TINY[name][0]: name for name in TINY if name not in PRIORS}  # kind → checkpoint name (N(0, I) priors)
@@ -143,7 +142,9 @@ def test_reconstruct_refuses_bad_inputs():
 
 
 def test_concurrent_requests_get_the_same_answers_as_one_at_a_time():
-    expected = {i: (inference.reconstruct(i, "tiny-cvae").recon, inference.sample("tiny-vae2", 4, seed=i)) for i in range(4)}
+    expected = {
+        i: (inference.reconstruct(i, "tiny-cvae").recon, inference.sample("tiny-vae2", 4, seed=i)) for i in range(4)
+    }
     results, errors = {}, []
 
     def work(i):
@@ -190,7 +191,7 @@ def test_sample_is_repeatable_for_a_seed_and_differs_for_another(kind):
     assert not np.allclose(a, inference.sample(name, count=5, seed=8))
 
 
-def test_digits_are_read_by_the_classifier_once_one_is_installed(tiny_dir):
+def test_digits_are_read_by_the_classifier_once_one_is_installed(tiny_dir):  # noqa: F811 (the fixture)
     from vaedemo.classifier import save_classifier, train_classifier
     from vaedemo.data import mnist10k
 
@@ -231,9 +232,9 @@ def test_a_learnt_prior_is_sampled_from_its_components():
 
 
 def test_a_learnt_prior_scores_digits_like_evaluate_does():
-    from vaedemo.metrics import evaluate
     from vaedemo.inference.codec import neg_elbo
     from vaedemo.inference.store import STORE
+    from vaedemo.metrics import evaluate
 
     model = STORE.entry(MIX).model
     x, y = X[:200], Y[:200]
@@ -251,8 +252,8 @@ def test_a_learnt_prior_scores_digits_like_evaluate_does():
 def test_the_map_shows_where_a_learnt_prior_put_its_centres():
     import json
 
-    from vaedemo.ui import latent_map as map_tab
     from vaedemo.inference.store import STORE
+    from vaedemo.ui import latent_map as map_tab
 
     model = STORE.entry(MIX).model
     pca = inference.latent_map(MIX, "pca", 500)
@@ -287,13 +288,21 @@ def test_cvae_samples_the_digit_asked_for():
     assert not np.allclose(fixed[0], cycled[0])
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(count=0), "number of samples"), (dict(count=257), "number of samples"),
-    (dict(count=float("nan")), "number of samples"), (dict(count="lots"), "number of samples"),
-    (dict(count=2.5), "whole number"), (dict(temperature=0), "temperature"),
-    (dict(temperature=5.5), "temperature"), (dict(temperature=None), "temperature"),
-    (dict(seed=-1), "seed"), (dict(seed=2**31), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(count=0), "number of samples"),
+        (dict(count=257), "number of samples"),
+        (dict(count=float("nan")), "number of samples"),
+        (dict(count="lots"), "number of samples"),
+        (dict(count=2.5), "whole number"),
+        (dict(temperature=0), "temperature"),
+        (dict(temperature=5.5), "temperature"),
+        (dict(temperature=None), "temperature"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=2**31), "seed"),
+    ],
+)
 def test_sample_refuses_bad_numbers(kwargs, words):
     with pytest.raises(ValueError, match=words):
         inference.sample("tiny-vae2", **kwargs)
@@ -440,8 +449,9 @@ def test_concurrent_requests_compute_a_map_once(monkeypatch):
     (inference.STORE.entry("tiny-ae").folder / "latent_map_pca.npz").unlink(missing_ok=True)
     maps.clear_cache()
     got = []
-    threads = [threading.Thread(target=lambda: got.append(inference.latent_map("tiny-ae", "pca", n=250)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: got.append(inference.latent_map("tiny-ae", "pca", n=250))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -450,10 +460,15 @@ def test_concurrent_requests_compute_a_map_once(monkeypatch):
     assert len(maps._BUILDERS) == 0  # the per-map lock is gone once nobody waits for it
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(method="isomap"), "method"), (dict(n=5), "number of digits"), (dict(n=10_001), "number of digits"),
-    (dict(n=float("nan")), "number of digits"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(method="isomap"), "method"),
+        (dict(n=5), "number of digits"),
+        (dict(n=10_001), "number of digits"),
+        (dict(n=float("nan")), "number of digits"),
+    ],
+)
 def test_latent_map_refuses_bad_settings(kwargs, words):
     with pytest.raises(ValueError, match=words):
         inference.latent_map("tiny-ae", **kwargs)

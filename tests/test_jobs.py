@@ -1,10 +1,9 @@
 """Training runs for the app: progress, busy and stop, the on/off policy and its caps."""
 
 import pytest
+from _tiny import tiny_dir  # noqa: F401  (tiny_dir is a fixture)
 
 from vaedemo import inference, jobs
-
-from _tiny import tiny_dir  # noqa: F401  (tiny_dir is a fixture)
 
 pytestmark = pytest.mark.usefixtures("tiny_dir")
 
@@ -19,8 +18,17 @@ def _collect(trainer, job_id):
 def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     trainer = jobs.TrainingManager()
-    job = trainer.start({"name": "fresh-ae", "model": "ae", "latent_dim": 3, "epochs": 1, "max_train": 300,
-                         "batch_size": 100, "iwae_k": 0})
+    job = trainer.start(
+        {
+            "name": "fresh-ae",
+            "model": "ae",
+            "latent_dim": 3,
+            "epochs": 1,
+            "max_train": 300,
+            "batch_size": 100,
+            "iwae_k": 0,
+        }
+    )
     updates = _collect(trainer, job)
     last = updates[-1]
     assert last.done and last.error is None and last.checkpoint == "fresh-ae"
@@ -37,8 +45,9 @@ def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
 def test_training_is_busy_while_a_run_goes_and_stop_ends_it_early(monkeypatch):
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     trainer = jobs.TrainingManager()
-    job = trainer.start({"name": "long-run", "model": "vae", "latent_dim": 2, "epochs": 40, "max_train": 600,
-                         "iwae_k": 0})
+    job = trainer.start(
+        {"name": "long-run", "model": "vae", "latent_dim": 2, "epochs": 40, "max_train": 600, "iwae_k": 0}
+    )
     with pytest.raises(ValueError, match=r"Training is busy: another run is going \(\d+% done, about \d+ s left\)"):
         trainer.start({"name": "second-run", "epochs": 1})
     assert trainer.status()["busy"] and trainer.status()["name"] == "long-run"
@@ -61,8 +70,14 @@ def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
         trainer.start({"name": "x1", "epochs": 1})
     monkeypatch.delenv("VAEDEMO_TRAINING")
     monkeypatch.setenv("SPACE_ID", "someone/vaedemo")
-    assert jobs.training_policy() == {"enabled": False, "on_space": True, "max_epochs": 5,
-                                         "max_train_items": 5000, "max_train_seconds": 300.0, "max_visitor_runs": 20}
+    assert jobs.training_policy() == {
+        "enabled": False,
+        "on_space": True,
+        "max_epochs": 5,
+        "max_train_items": 5000,
+        "max_train_seconds": 300.0,
+        "max_visitor_runs": 20,
+    }
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     monkeypatch.setenv("VAEDEMO_MAX_EPOCHS", "3")
     with pytest.raises(ValueError, match="at most 3 epochs"):
@@ -70,12 +85,18 @@ def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):
     spec = jobs.build_run_spec({"name": "x3", "max_train": 9000, "epochs": "2"})
     assert spec.max_train == 5000 and spec.train.max_seconds == 300 and spec.train.epochs == 2
     assert jobs.build_run_spec({"name": "x3", "prior_components": 10}).prior_components == 10
-    for bad, words in [({"name": "x4", "dataset": "/etc"}, "Unknown dataset"), ({"name": "x5", "resume": True}, "Unknown"),
-                       ({"name": "tiny-ae"}, "already exists"), ({"name": "x6", "lr": float("nan")}, "Lr"),
-                       ({"name": "x7", "latent_dim": 10**6}, "Latent dim"), ({"name": "../x"}, "not a valid"),
-                       ({"name": "x8", "model": "gan"}, "Unknown model"), ({"name": "x9", "model": "ae", "beta": 2}, "beta"),
-                       ({"name": "x10", "model": "ae", "prior_components": 10}, "no prior to learn"),
-                       ({"name": "x11", "prior_components": -3}, "Prior components")]:
+    for bad, words in [
+        ({"name": "x4", "dataset": "/etc"}, "Unknown dataset"),
+        ({"name": "x5", "resume": True}, "Unknown"),
+        ({"name": "tiny-ae"}, "already exists"),
+        ({"name": "x6", "lr": float("nan")}, "Lr"),
+        ({"name": "x7", "latent_dim": 10**6}, "Latent dim"),
+        ({"name": "../x"}, "not a valid"),
+        ({"name": "x8", "model": "transformer"}, "Unknown model"),
+        ({"name": "x9", "model": "ae", "beta": 2}, "beta"),
+        ({"name": "x10", "model": "ae", "prior_components": 10}, "no prior to learn"),
+        ({"name": "x11", "prior_components": -3}, "Prior components"),
+    ]:
         with pytest.raises(ValueError, match=words):
             trainer.start(bad)
     with pytest.raises(ValueError, match="no training run"):
@@ -91,8 +112,9 @@ def test_a_visitor_run_is_marked_and_never_becomes_the_default(monkeypatch):
 
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     trainer = jobs.TrainingManager()
-    job = trainer.start({"name": "a-visitor-vae", "model": "vae", "latent_dim": 2, "epochs": 1, "max_train": 200,
-                         "iwae_k": 0})
+    job = trainer.start(
+        {"name": "a-visitor-vae", "model": "vae", "latent_dim": 2, "epochs": 1, "max_train": 200, "iwae_k": 0}
+    )
     assert _collect(trainer, job)[-1].checkpoint == "a-visitor-vae"
     options = inference.checkpoint_choices()
     labels = dict((name, label) for label, name in options)
@@ -111,8 +133,7 @@ def test_visitor_runs_are_kept_up_to_the_cap_oldest_removed_first(monkeypatch):
     monkeypatch.setenv("VAEDEMO_MAX_VISITOR_RUNS", "2")
     trainer = jobs.TrainingManager()
     for name in ("cap-1", "cap-2", "cap-3"):
-        job = trainer.start({"name": name, "model": "ae", "latent_dim": 2, "epochs": 1, "max_train": 200,
-                             "iwae_k": 0})
+        job = trainer.start({"name": name, "model": "ae", "latent_dim": 2, "epochs": 1, "max_train": 200, "iwae_k": 0})
         assert _collect(trainer, job)[-1].checkpoint == name
         time.sleep(1.1)  # creation times are recorded to the second
     names = [n for _, n in inference.checkpoint_choices()]
@@ -132,8 +153,17 @@ def test_windows_device_names_are_refused(name, monkeypatch):
 def test_the_curve_gets_training_loss_points_before_the_first_epoch_ends(monkeypatch):
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
     trainer = jobs.TrainingManager()
-    job = trainer.start({"name": "curve-run", "model": "vae", "latent_dim": 2, "epochs": 2, "max_train": 2000,
-                         "batch_size": 32, "iwae_k": 0})
+    job = trainer.start(
+        {
+            "name": "curve-run",
+            "model": "vae",
+            "latent_dim": 2,
+            "epochs": 2,
+            "max_train": 2000,
+            "batch_size": 32,
+            "iwae_k": 0,
+        }
+    )
     updates = _collect(trainer, job)
     first_epoch = [u for u in updates if not u.history and u.steps]
     assert first_epoch, "no training-loss point reached the page before the first epoch ended"

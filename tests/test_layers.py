@@ -65,12 +65,22 @@ def test_no_module_imports_another_modules_private_name():
                 offences.append(f"{name}:{line} imports {target}.{imported}")
     for name, path in modules.items():  # module._private attribute reads, e.g. `service._encode(...)`
         tree = ast.parse(path.read_text())
-        aliases = {a.asname or a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                   for a in n.names if (n.level or (n.module or "").startswith("vaedemo"))}
+        aliases = {
+            a.asname or a.name.split(".")[-1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+            for a in n.names
+            if (n.level or (n.module or "").startswith("vaedemo"))
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and f"{name.rsplit('.', 1)[0]}.{node.value.id}" in modules | {f"vaedemo.{node.value.id}": 0}):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and f"{name.rsplit('.', 1)[0]}.{node.value.id}" in modules | {f"vaedemo.{node.value.id}": 0}
+            ):
                 offences.append(f"{name}:{node.lineno} reads {node.value.id}.{node.attr}")
     assert not offences, "\n".join(offences)
 
@@ -93,7 +103,7 @@ def test_there_is_no_import_cycle():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -13,8 +13,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ["--model", "vae", "--latent-dim", "2", "--hidden-dim", "16", "--max-train", "400", "--batch-size", "50",
-       "--iwae-k", "0", "--precision", "fp32"]
+RUN = [
+    "--model",
+    "vae",
+    "--latent-dim",
+    "2",
+    "--hidden-dim",
+    "16",
+    "--max-train",
+    "400",
+    "--batch-size",
+    "50",
+    "--iwae-k",
+    "0",
+    "--precision",
+    "fp32",
+]
 
 
 def _cli(ckdir: Path, *args: str, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -89,8 +103,15 @@ def test_the_app_offers_an_interrupted_run_and_continues_it(tmp_path, monkeypatc
         if p.stats is not None and p.epoch == 2:
             raise KeyboardInterrupt
 
-    spec = runs.RunSpec(name="cut-off", model="ae", latent_dim=2, max_train=200, iwae_k=0, command=runs.APP_COMMAND,
-                        train=TrainConfig(epochs=4, batch_size=50, precision="fp32"))
+    spec = runs.RunSpec(
+        name="cut-off",
+        model="ae",
+        latent_dim=2,
+        max_train=200,
+        iwae_k=0,
+        command=runs.APP_COMMAND,
+        train=TrainConfig(epochs=4, batch_size=50, precision="fp32"),
+    )
     with pytest.raises(KeyboardInterrupt):
         runs.run(spec, progress=crash)
     assert [p.name for p in runs.partial_runs()] == ["cut-off"] and runs.partial_runs()[0].epochs_done == 2

@@ -28,8 +28,17 @@ def ui(app_env):
     from vaedemo import jobs
     from vaedemo.ui import app, components, latent_map, reconstruct, sample, server, shared, train
 
-    return SimpleNamespace(rec=reconstruct, map=latent_map, smp=sample, train=train, shared=shared,
-                           comp=components, app=app, server=server, jobs=jobs)
+    return SimpleNamespace(
+        rec=reconstruct,
+        map=latent_map,
+        smp=sample,
+        train=train,
+        shared=shared,
+        comp=components,
+        app=app,
+        server=server,
+        jobs=jobs,
+    )
 
 
 def _value(update):
@@ -38,8 +47,6 @@ def _value(update):
 
 def _visible(update):
     return update.get("visible") if isinstance(update, dict) else None
-
-
 
 
 def _sketch(strokes: bool) -> dict:
@@ -55,8 +62,18 @@ def _sketch(strokes: bool) -> dict:
 
 def test_reconstruct_shows_crisp_pngs_scores_and_comparison(ui, digit_png):
     out = ui.rec.reconstruct(str(digit_png), "tiny-vae", "tiny-ae")
-    assert set(out) == {"input", "recon", "compare", "error", "samples_col", "samples", "scores", "code",
-                        "neighbours", "here"}
+    assert set(out) == {
+        "input",
+        "recon",
+        "compare",
+        "error",
+        "samples_col",
+        "samples",
+        "scores",
+        "code",
+        "neighbours",
+        "here",
+    }
     recon, cmp, samples_col, samples = out["recon"], out["compare"], out["samples_col"], out["samples"]
     scores, code, neighbours, here = out["scores"], out["code"], out["neighbours"], out["here"]
     for img in (out["input"], recon, _value(cmp), out["error"]):
@@ -104,26 +121,29 @@ def test_examples_and_model_switch_reuse_the_last_input(ui):
     assert ui.rec.reconstruct_again(None, "tiny-ae", "") == {}
 
 
-@pytest.mark.parametrize("call, words", [
-    (lambda ui, p: ui.rec.reconstruct(None, "tiny-vae"), "Upload an image"),
-    (lambda ui, p: ui.rec.reconstruct(str(p), ""), "Choose a model"),
-    (lambda ui, p: ui.rec.reconstruct(str(p), "../etc"), "not a valid checkpoint name"),
-    (lambda ui, p: ui.rec.reconstruct(str(p), "x" * 10_000), "at most 64"),
-    (lambda ui, p: ui.rec.reconstruct(str(p), "nope\x00"), "NUL"),
-    (lambda ui, p: ui.rec.reconstruct(str(p), "no-such-model"), "no-such-model"),
-    (lambda ui, p: ui.smp.sample("tiny-vae", float("nan"), 1.0, 0, "any"), "number of samples"),
-    (lambda ui, p: ui.smp.sample("tiny-vae", 4, float("inf"), 0, "any"), "temperature"),
-    (lambda ui, p: ui.smp.sample("tiny-vae", 4, 1.0, -1, "any"), "seed"),
-    (lambda ui, p: ui.smp.sample("tiny-vae", 10**9, 1.0, 0, "any"), "number of samples"),
-    (lambda ui, p: ui.smp.sample("tiny-cvae", 4, 1.0, 0, "11"), "digit"),
-    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, 2, float("nan")), "steps"),
-    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, None, 5), "end"),
-    (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
-    (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
-    (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
-    (lambda ui, p: ui.map.latent_map("tiny-vae", "isomap", 500, None, no_progress), "method"),
-    (lambda ui, p: ui.map.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
-])
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda ui, p: ui.rec.reconstruct(None, "tiny-vae"), "Upload an image"),
+        (lambda ui, p: ui.rec.reconstruct(str(p), ""), "Choose a model"),
+        (lambda ui, p: ui.rec.reconstruct(str(p), "../etc"), "not a valid checkpoint name"),
+        (lambda ui, p: ui.rec.reconstruct(str(p), "x" * 10_000), "at most 64"),
+        (lambda ui, p: ui.rec.reconstruct(str(p), "nope\x00"), "NUL"),
+        (lambda ui, p: ui.rec.reconstruct(str(p), "no-such-model"), "no-such-model"),
+        (lambda ui, p: ui.smp.sample("tiny-vae", float("nan"), 1.0, 0, "any"), "number of samples"),
+        (lambda ui, p: ui.smp.sample("tiny-vae", 4, float("inf"), 0, "any"), "temperature"),
+        (lambda ui, p: ui.smp.sample("tiny-vae", 4, 1.0, -1, "any"), "seed"),
+        (lambda ui, p: ui.smp.sample("tiny-vae", 10**9, 1.0, 0, "any"), "number of samples"),
+        (lambda ui, p: ui.smp.sample("tiny-cvae", 4, 1.0, 0, "11"), "digit"),
+        (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, 2, float("nan")), "steps"),
+        (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, 1, None, 5), "end"),
+        (lambda ui, p: ui.smp.interpolate("tiny-vae", None, None, -5, 2, 5), "start"),
+        (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, [7], 5, 3.0), "latent dimension"),
+        (lambda ui, p: ui.smp.traverse("tiny-vae", None, 0, None, 5, math.inf), "span"),
+        (lambda ui, p: ui.map.latent_map("tiny-vae", "isomap", 500, None, no_progress), "method"),
+        (lambda ui, p: ui.map.latent_map("tiny-vae", "pca", float("nan"), None, no_progress), "number of digits"),
+    ],
+)
 def test_bad_inputs_become_clear_gr_errors(ui, digit_png, call, words):
     with pytest.raises(gr.Error) as info:
         call(ui, digit_png)
@@ -346,14 +366,17 @@ def test_training_on_a_space_is_off_by_default(ui, monkeypatch):
 
 
 def test_busy_trainer_is_reported(ui, monkeypatch):
-    monkeypatch.setattr(ui.jobs.TRAINER, "status",
-                        lambda: {"busy": True, "name": "other-run", "fraction": 0.4, "eta_s": 30.0})
+    monkeypatch.setattr(
+        ui.jobs.TRAINER, "status", lambda: {"busy": True, "name": "other-run", "fraction": 0.4, "eta_s": 30.0}
+    )
     status = ui.train.train_status()
     assert "Busy" in status and "other-run" in status and "30 s" in status
 
 
 def test_health_is_cheap_and_complete(ui):
-    h = ui.server.health()
+    from vaedemo.ui import health
+
+    h = health()
     assert {"version", "device", "loaded_checkpoints", "training_enabled"} <= set(h)
 
 
@@ -385,17 +408,39 @@ def test_the_train_tab_offers_the_precision(ui, monkeypatch):
     demo = ui.app.build_demo()
     train = next(d for d in demo.config["dependencies"] if d.get("api_name") == "train")
     dropdowns = {c["id"]: c for c in demo.config["components"]}
-    precision = [dropdowns[i] for i in train["inputs"] if dropdowns[i].get("props", {}).get("elem_id") == "train-precision"]
+    precision = [
+        dropdowns[i] for i in train["inputs"] if dropdowns[i].get("props", {}).get("elem_id") == "train-precision"
+    ]
     assert precision and [v for _, v in precision[0]["props"]["choices"]] == ["auto", "fp32", "bf16"]
 
 
 def test_about_puts_the_models_side_by_side_with_the_sentence_the_numbers_support(ui):
     from vaedemo.ui import about
 
-    rows = [{"name": "vae-x", "kind": "vae", "label": "VAE", "neg_elbo": 93.0, "confident_share": 0.73,
-             "class_entropy": 2.29, "frechet_distance": 20.0, "precision": 0.7, "recall": 0.8},
-            {"name": "gan-x", "kind": "gan", "label": "GAN", "neg_elbo": None, "confident_share": 0.93,
-             "class_entropy": 2.27, "frechet_distance": 8.0, "precision": 0.9, "recall": 0.6}]
+    rows = [
+        {
+            "name": "vae-x",
+            "kind": "vae",
+            "label": "VAE",
+            "neg_elbo": 93.0,
+            "confident_share": 0.73,
+            "class_entropy": 2.29,
+            "frechet_distance": 20.0,
+            "precision": 0.7,
+            "recall": 0.8,
+        },
+        {
+            "name": "gan-x",
+            "kind": "gan",
+            "label": "GAN",
+            "neg_elbo": None,
+            "confident_share": 0.93,
+            "class_entropy": 2.27,
+            "frechet_distance": 8.0,
+            "precision": 0.9,
+            "recall": 0.6,
+        },
+    ]
     table = about.yardstick_table(rows)
     assert "| `gan-x` | GAN | — (no p(x))" in table and "| `vae-x` | VAE | 93.0 |" in table
     assert "an FID for MNIST" in table and "closer to real digits than the best VAE's" in table

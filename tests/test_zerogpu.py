@@ -66,8 +66,7 @@ def test_chunked_training_matches_one_run_and_returns_cpu_weights(fake_spaces):
     chunked = zerogpu.train_in_chunks(build_model("vae", latent_dim=4), data, config, chunk_epochs=2)
     assert [name for name, _ in fake_spaces] == ["_train_chunk", "_train_chunk"]
     assert [h.epoch for h in chunked.history] == [1, 2, 3, 4]
-    np.testing.assert_allclose([h.val_loss for h in chunked.history], [h.val_loss for h in straight.history],
-                               rtol=1e-5)
+    np.testing.assert_allclose([h.val_loss for h in chunked.history], [h.val_loss for h in straight.history], rtol=1e-5)
     for (k, a), b in zip(chunked.model.state_dict().items(), straight.model.state_dict().values()):
         assert a.device.type == "cpu"
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
@@ -80,7 +79,7 @@ def test_importing_the_app_does_not_initialise_cuda():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-FAKE_SPACES = '''
+FAKE_SPACES = """
 import functools
 CALLS = []
 def GPU(duration=60):
@@ -91,13 +90,15 @@ def GPU(duration=60):
             return fn(*a, **k)
         return wrapped
     return deco
-'''
+"""
 
 
 def test_on_a_zerogpu_space_the_app_wraps_its_computing_handlers(tmp_path):
     (tmp_path / "spaces.py").write_text(FAKE_SPACES)
-    code = ("import vaedemo.ui as ui, vaedemo.zerogpu as z, torch; print(sorted(set(z.WRAPPED)));"
-            "print(torch.cuda.is_initialized())")
+    code = (
+        "import vaedemo.ui as ui, vaedemo.zerogpu as z, torch; print(sorted(set(z.WRAPPED)));"
+        "print(torch.cuda.is_initialized())"
+    )
     env = {**__import__("os").environ, "SPACE_ID": "someone/vaedemo", "PYTHONPATH": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-1000:]
@@ -111,8 +112,16 @@ def test_runs_train_in_gpu_sized_chunks_on_zerogpu(fake_spaces, tmp_path, monkey
     monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(tmp_path))
     from vaedemo.runs import RunSpec, run
 
-    outcome = run(RunSpec(name="zg", model="vae", latent_dim=2, max_train=300, iwae_k=0,
-                          train=TrainConfig(epochs=zerogpu.CHUNK_EPOCHS + 1, device="cpu")))
+    outcome = run(
+        RunSpec(
+            name="zg",
+            model="vae",
+            latent_dim=2,
+            max_train=300,
+            iwae_k=0,
+            train=TrainConfig(epochs=zerogpu.CHUNK_EPOCHS + 1, device="cpu"),
+        )
+    )
     assert outcome.saved and outcome.result.epochs_done == zerogpu.CHUNK_EPOCHS + 1
     assert [name for name, _ in fake_spaces] == ["_train_chunk", "_train_chunk"]
     assert (tmp_path / "zg" / "model.safetensors").is_file()
@@ -169,17 +178,25 @@ def test_no_gpu_call_runs_inside_another(tmp_path):
         "            finally:\n"
         "                DEPTH[0] -= 1\n"
         "        return wrapped\n"
-        "    return deco\n")
-    code = ("import spaces\n"
-            "from vaedemo.ui import latent_map, sample\n"
-            "from vaedemo.checkpoints import save_checkpoint\n"
-            "from vaedemo.models import build_model\n"
-            "save_checkpoint(build_model('vae', latent_dim=2, hidden_dim=8), 'zg-vae')\n"
-            "latent_map.latent_map_auto('zg-vae', 'pca', 500, None, None, lambda *a, **k: None)\n"
-            "sample.sample_first_visit('zg-vae', 4, 1.0, 0, 'any', None)\n"
-            "print(spaces.MAX[0])\n")
-    env = {**__import__("os").environ, "SPACE_ID": "someone/vaedemo", "PYTHONPATH": str(tmp_path),
-           "VAEDEMO_CHECKPOINT_DIR": str(tmp_path / "ck"), "VAEDEMO_DEVICE": "cpu"}
+        "    return deco\n"
+    )
+    code = (
+        "import spaces\n"
+        "from vaedemo.ui import latent_map, sample\n"
+        "from vaedemo.checkpoints import save_checkpoint\n"
+        "from vaedemo.models import build_model\n"
+        "save_checkpoint(build_model('vae', latent_dim=2, hidden_dim=8), 'zg-vae')\n"
+        "latent_map.latent_map_auto('zg-vae', 'pca', 500, None, None, lambda *a, **k: None)\n"
+        "sample.sample_first_visit('zg-vae', 4, 1.0, 0, 'any', None)\n"
+        "print(spaces.MAX[0])\n"
+    )
+    env = {
+        **__import__("os").environ,
+        "SPACE_ID": "someone/vaedemo",
+        "PYTHONPATH": str(tmp_path),
+        "VAEDEMO_CHECKPOINT_DIR": str(tmp_path / "ck"),
+        "VAEDEMO_DEVICE": "cpu",
+    }
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "1"  # each handler is one GPU call, never one inside another

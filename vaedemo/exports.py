@@ -69,8 +69,12 @@ def label_grid(grid: Image.Image, labels: Any, clear: Any, ncols: int, cell: int
     font = ImageFont.load_default(size=max(10, cell // 6))
     for i, (label, ok) in enumerate(zip(labels, clear)):
         r, c = divmod(i, ncols)
-        draw.text((c * (cell + gap) + 3, r * (cell + gap) + 1), f"{int(label)}" if ok else f"{int(label)}?",
-                  fill=(63, 185, 80) if ok else (230, 160, 40), font=font)
+        draw.text(
+            (c * (cell + gap) + 3, r * (cell + gap) + 1),
+            f"{int(label)}" if ok else f"{int(label)}?",
+            fill=(63, 185, 80) if ok else (230, 160, 40),
+            font=font,
+        )
     return out
 
 
@@ -80,8 +84,14 @@ def to_png_bytes(pil: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def animated_gif(frames: np.ndarray, path_or_bytes: str | Path | None = None, fps: float = 8,
-                 scale: int = 4, loop: bool = True, bounce: bool = False) -> bytes | Path:
+def animated_gif(
+    frames: np.ndarray,
+    path_or_bytes: str | Path | None = None,
+    fps: float = 8,
+    scale: int = 4,
+    loop: bool = True,
+    bounce: bool = False,
+) -> bytes | Path:
     """An animated GIF of float frames (N, H, W): written to ``path_or_bytes`` (returns the path),
     or returned as bytes when that is None.
 
@@ -96,8 +106,15 @@ def animated_gif(frames: np.ndarray, path_or_bytes: str | Path | None = None, fp
     images = [to_pil(f, scale) for f in arr]
     buf = io.BytesIO()
     repeat = {"loop": 0} if loop else {}  # loop=0: forever; without the key a GIF plays once
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=int(round(1000 / fps)), disposal=1, **repeat)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(round(1000 / fps)),
+        disposal=1,
+        **repeat,
+    )
     data = buf.getvalue()
     if path_or_bytes is None:
         return data
@@ -106,8 +123,13 @@ def animated_gif(frames: np.ndarray, path_or_bytes: str | Path | None = None, fp
     return path
 
 
-def projector_bundle(codes: np.ndarray, labels: np.ndarray, images: np.ndarray,
-                     class_names: list[str] | None = None, indices: np.ndarray | None = None) -> dict[str, bytes]:
+def projector_bundle(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    class_names: list[str] | None = None,
+    indices: np.ndarray | None = None,
+) -> dict[str, bytes]:
     """Files for https://projector.tensorflow.org: ``tensors.tsv`` (N rows of D values),
     ``metadata.tsv`` (a header, then one row per point), ``sprite.png`` (a square grid of the
     images in row-major order) and ``projector_config.json`` naming them.
@@ -121,12 +143,14 @@ def projector_bundle(codes: np.ndarray, labels: np.ndarray, images: np.ndarray,
     side = math.ceil(math.sqrt(n))
     h, w = arr.shape[1:]
     if side * max(h, w) > MAX_SPRITE_SIDE:
-        raise ValueError(f"Too many images for one sprite ({n}); the projector allows {(MAX_SPRITE_SIDE // max(h, w)) ** 2}.")
+        raise ValueError(
+            f"Too many images for one sprite ({n}); the projector allows {(MAX_SPRITE_SIDE // max(h, w)) ** 2}."
+        )
     indices = np.arange(n) if indices is None else np.asarray(indices)
 
     buf = io.StringIO()
     np.savetxt(buf, codes, fmt="%.6g", delimiter="\t")
-    names = [class_names[int(l)] if class_names else str(l) for l in labels]
+    names = [class_names[int(c)] if class_names else str(c) for c in labels]
     # With two or more columns the projector reads the first row as column names.
     metadata = "label\tindex\n" + "".join(f"{name}\t{int(i)}\n" for name, i in zip(names, indices))
     sprite = image_grid(arr, ncols=side)
@@ -134,13 +158,17 @@ def projector_bundle(codes: np.ndarray, labels: np.ndarray, images: np.ndarray,
         full = Image.new("L", (side * w, side * h))
         full.paste(sprite, (0, 0))
         sprite = full
-    config = {"embeddings": [{
-        "tensorName": "vaedemo latent codes",
-        "tensorShape": [n, d],
-        "tensorPath": "tensors.tsv",
-        "metadataPath": "metadata.tsv",
-        "sprite": {"imagePath": "sprite.png", "singleImageDim": [w, h]},
-    }]}
+    config = {
+        "embeddings": [
+            {
+                "tensorName": "vaedemo latent codes",
+                "tensorShape": [n, d],
+                "tensorPath": "tensors.tsv",
+                "metadataPath": "metadata.tsv",
+                "sprite": {"imagePath": "sprite.png", "singleImageDim": [w, h]},
+            }
+        ]
+    }
     return {
         "tensors.tsv": buf.getvalue().encode(),
         "metadata.tsv": metadata.encode(),

@@ -2,6 +2,7 @@
 
 Owns safe image loading (size and decompression-bomb limits) and MNIST framing.
 """
+
 from __future__ import annotations
 
 import io
@@ -218,7 +219,7 @@ def _clean(arr: np.ndarray) -> np.ndarray:
 def _frame(arr: np.ndarray) -> np.ndarray:
     """MNIST framing: bounding box into 20x20 (aspect kept), centre of mass at the 28x28 centre."""
     rows, cols = np.nonzero(arr.any(axis=1))[0], np.nonzero(arr.any(axis=0))[0]
-    crop = arr[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = arr[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     s = 20.0 / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -234,7 +235,7 @@ def _frame(arr: np.ndarray) -> np.ndarray:
     out = np.zeros((28, 28), np.float32)
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + small.shape[0], 28), min(left + small.shape[1], 28)
-    out[y0:y1, x0:x1] = small[y0 - top:y1 - top, x0 - left:x1 - left]
+    out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
     return np.clip(out / max(out.max(), 1e-6), 0.0, 1.0)
 
 

@@ -14,20 +14,21 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from .checkpoints import delete_checkpoint, resolve, scan_checkpoints, validate_name
 from .data import DATASETS, load_dataset
-from .models import REGISTRY, LatentModel, validate_config
-from .runs import APP_COMMAND
-from .projections import PCAProjection
 from .distributions import prior_draws
 from .inference.codec import decode, encode
 from .inference.stats import fit_code_gaussian
+from .models import REGISTRY, LatentModel, validate_config
+from .projections import PCAProjection
+from .runs import APP_COMMAND
 from .validation import choice, training_request
 
 log = logging.getLogger(__name__)
@@ -190,8 +191,10 @@ class TrainingManager:
         """Start a run and return its job id; ValueError when training is off, busy, or a setting is bad."""
         policy = training_policy()
         if not policy["enabled"]:
-            raise ValueError("Training is turned off on this server; train on your own machine with "
-                             "`python -m vaedemo train` and copy the checkpoint folder here.")
+            raise ValueError(
+                "Training is turned off on this server; train on your own machine with "
+                "`python -m vaedemo train` and copy the checkpoint folder here."
+            )
         return self._launch(build_run_spec(spec_kwargs, policy))
 
     def resume(self, name: Any) -> str:
@@ -206,8 +209,10 @@ class TrainingManager:
         if not isinstance(name, str) or name not in found:
             raise ValueError("There is no interrupted run by that name to continue.")
         if found[name].planned - found[name].epochs_done > policy["max_epochs"]:
-            raise ValueError(f"This server trains for at most {policy['max_epochs']} epochs at a time; the run "
-                             f"{name!r} has {found[name].planned - found[name].epochs_done} left.")
+            raise ValueError(
+                f"This server trains for at most {policy['max_epochs']} epochs at a time; the run "
+                f"{name!r} has {found[name].planned - found[name].epochs_done} left."
+            )
         return self._launch(partial_spec(name))
 
     def _launch(self, spec: Any) -> str:
@@ -230,15 +235,18 @@ class TrainingManager:
         if job is None or job.done:
             return
         u = job.latest
-        raise ValueError(f"Training is busy: another run is going ({100 * u.fraction:.0f}% done, "
-                         f"about {max(0, round(u.eta_s))} s left).")
+        raise ValueError(
+            f"Training is busy: another run is going ({100 * u.fraction:.0f}% done, "
+            f"about {max(0, round(u.eta_s))} s left)."
+        )
 
     def _job(self, job_id: Any) -> _Job:
         with self._lock:
             job = self._jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None:
-            raise ValueError("There is no training run with that id (it may have finished long ago, "
-                             "or the server restarted).")
+            raise ValueError(
+                "There is no training run with that id (it may have finished long ago, or the server restarted)."
+            )
         return job
 
     def events(self, job_id: str, heartbeat_s: float = 1.0, min_interval_s: float = 0.25) -> Iterator[TrainUpdate]:
@@ -248,7 +256,7 @@ class TrainingManager:
         seen = -1
         while True:
             with job.cond:
-                job.cond.wait_for(lambda: job.latest.seq != seen, timeout=heartbeat_s)
+                job.cond.wait_for(lambda last=seen: job.latest.seq != last, timeout=heartbeat_s)
                 update = job.latest
             if update.seq != seen:
                 seen = update.seq
@@ -272,8 +280,14 @@ class TrainingManager:
         if job is None or job.done:
             return {"busy": False, "job_id": None, "name": None, "fraction": 0.0, "eta_s": 0.0, "message": ""}
         u = job.latest
-        return {"busy": True, "job_id": job.id, "name": job.spec.name, "fraction": u.fraction,
-                "eta_s": u.eta_s, "message": u.message}
+        return {
+            "busy": True,
+            "job_id": job.id,
+            "name": job.spec.name,
+            "fraction": u.fraction,
+            "eta_s": u.eta_s,
+            "message": u.message,
+        }
 
     # -- the background thread
 
@@ -289,11 +303,19 @@ class TrainingManager:
                 if removed:
                     log.info("kept the newest visitor runs; removed %s", ", ".join(removed))
                 result = outcome.result
-                how = {"stop": "Stopped on request", "time": "Reached the time limit",
-                       "early": "Stopped early (no improvement)"}.get(result.stopped, "Finished")
-                job.publish(done=True, checkpoint=outcome.name, fraction=1.0 if not result.stopped else job.latest.fraction,
-                            eta_s=0.0, message=f"{how} after {_plural(result.epochs_done, 'epoch')}; saved the best epoch "
-                            f"({result.best_epoch}) as {outcome.name!r}.")
+                how = {
+                    "stop": "Stopped on request",
+                    "time": "Reached the time limit",
+                    "early": "Stopped early (no improvement)",
+                }.get(result.stopped, "Finished")
+                job.publish(
+                    done=True,
+                    checkpoint=outcome.name,
+                    fraction=1.0 if not result.stopped else job.latest.fraction,
+                    eta_s=0.0,
+                    message=f"{how} after {_plural(result.epochs_done, 'epoch')}; saved the best epoch "
+                    f"({result.best_epoch}) as {outcome.name!r}.",
+                )
             else:
                 job.publish(done=True, eta_s=0.0, message="Stopped before the first epoch finished; nothing was saved.")
         except ValueError as e:
@@ -308,9 +330,14 @@ class TrainingManager:
                     self._active = None
 
     def _progress(self, job: _Job, data: Any, p: Any) -> None:
-        changes: dict[str, Any] = dict(fraction=p.fraction, epoch=p.epoch, epochs=p.epochs,
-                                       samples_per_s=p.samples_per_s, eta_s=p.eta_s,
-                                       message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}")
+        changes: dict[str, Any] = dict(
+            fraction=p.fraction,
+            epoch=p.epoch,
+            epochs=p.epochs,
+            samples_per_s=p.samples_per_s,
+            eta_s=p.eta_s,
+            message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}",
+        )
         train_loss = getattr(p, "train_loss", None)
         if train_loss is not None and p.steps and math.isfinite(train_loss):
             steps = job.latest.steps
@@ -322,13 +349,14 @@ class TrainingManager:
             gan_steps = job.latest.gan_steps
             if len(gan_steps) >= MAX_CURVE_POINTS:
                 gan_steps = gan_steps[::2]
-            changes["gan_steps"] = [*gan_steps, (p.epoch - 1 + p.step / p.steps, float(losses["generator"]),
-                                                 float(losses["discriminator"]))]
+            changes["gan_steps"] = [
+                *gan_steps,
+                (p.epoch - 1 + p.step / p.steps, float(losses["generator"]), float(losses["discriminator"])),
+            ]
         last = p.stats is not None and p.epoch >= p.epochs
         if p.stats is not None:
             changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
-            changes["message"] = (f"Epoch {p.epoch} of {p.epochs} done: validation loss "
-                                  f"{p.stats.val_loss:.1f} nats")
+            changes["message"] = f"Epoch {p.epoch} of {p.epochs} done: validation loss {p.stats.val_loss:.1f} nats"
             if last:  # evaluate (IWAE) and the save come next and take a few seconds
                 changes["message"] += " · evaluating and saving…"
         # previews whenever training hands over its model (epoch ends; a GAN's reports too), at most once a second
@@ -362,8 +390,13 @@ class TrainingManager:
             coords = job.basis.transform(codes).astype(np.float32)
         finally:
             model.train(was_training)
-        return {"preview_recon": recon, "preview_originals": originals, "prior_samples": prior,
-                "map_coords": coords, "map_labels": np.asarray(y_val)}
+        return {
+            "preview_recon": recon,
+            "preview_originals": originals,
+            "prior_samples": prior,
+            "map_coords": coords,
+            "map_labels": np.asarray(y_val),
+        }
 
     @staticmethod
     def _gan_previews(model: LatentModel, data: Any) -> dict:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from . import __version__
-from .checkpoints import (checkpoint_dir, delete_checkpoint, find, load_folder, read_config, read_tensors, resolve,
-                          save_checkpoint, validate_name)
+from .checkpoints import (
+    checkpoint_dir,
+    delete_checkpoint,
+    find,
+    load_folder,
+    read_config,
+    read_tensors,
+    resolve,
+    save_checkpoint,
+    validate_name,
+)
 from .data import Dataset, load_dataset
 from .metrics import evaluate
 from .models import build_model
@@ -99,12 +108,18 @@ def save_partial(spec: RunSpec, model, optimizer_state: dict, history: list, epo
     """Save the run as it is after an epoch (weights, Adam, history), atomically, so a crash loses one epoch."""
     from safetensors.torch import save as st_save
 
-    meta = {"partial": True, "command": spec.command, "run": _spec_meta(spec), "planned_epochs": planned,
-            "training": {**dataclasses.asdict(spec.train), "epochs_done": epochs_done},
-            "history": [dataclasses.asdict(h) if dataclasses.is_dataclass(h) else h for h in history]}
+    meta = {
+        "partial": True,
+        "command": spec.command,
+        "run": _spec_meta(spec),
+        "planned_epochs": planned,
+        "training": {**dataclasses.asdict(spec.train), "epochs_done": epochs_done},
+        "history": [dataclasses.asdict(h) if dataclasses.is_dataclass(h) else h for h in history],
+    }
     root = partial_root()
-    save_checkpoint(model, spec.name, meta=meta, overwrite=True, root=root,
-                    extra_files={OPTIMIZER_FILE: st_save(optimizer_state)})
+    save_checkpoint(
+        model, spec.name, meta=meta, overwrite=True, root=root, extra_files={OPTIMIZER_FILE: st_save(optimizer_state)}
+    )
 
 
 def partial_runs() -> list[PartialRun]:
@@ -118,9 +133,15 @@ def partial_runs() -> list[PartialRun]:
             continue
         try:
             config = read_config(folder)
-            found.append(PartialRun(folder.name, config["model"]["kind"],
-                                    int(config["training"]["epochs_done"]), int(config["planned_epochs"]),
-                                    str(config.get("command") or "")))
+            found.append(
+                PartialRun(
+                    folder.name,
+                    config["model"]["kind"],
+                    int(config["training"]["epochs_done"]),
+                    int(config["planned_epochs"]),
+                    str(config.get("command") or ""),
+                )
+            )
         except (ValueError, KeyError, TypeError):
             continue  # a damaged partial run is not offered
     return found
@@ -149,8 +170,9 @@ def partial_spec(name: str) -> RunSpec | None:
     done = int(config["training"]["epochs_done"])
     left = max(1, int(config.get("planned_epochs", done + 1)) - done)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    spec.train = dataclasses.replace(TrainConfig(**{k: v for k, v in config["training"].items() if k in known}),
-                                     epochs=left).validate()
+    spec.train = dataclasses.replace(
+        TrainConfig(**{k: v for k, v in config["training"].items() if k in known}), epochs=left
+    ).validate()
     return spec
 
 
@@ -170,8 +192,13 @@ def _resume_partial(spec: RunSpec) -> tuple | None:
     return model, done, read_tensors(opt_path) if opt_path.exists() else None, config.get("history") or []
 
 
-def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progress], None] | None = None,
-        stop: StopSignal = None) -> RunOutcome:
+def run(
+    spec: RunSpec,
+    *,
+    data: Dataset | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    stop: StopSignal = None,
+) -> RunOutcome:
     """Train as ``spec`` says and save checkpoint ``spec.name`` (unless stopped before an epoch ended)."""
     validate_name(spec.name)
     spec.train.validate()
@@ -215,8 +242,15 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     if on_zerogpu() and not spec.resume:  # a GPU is lent per call there: train in chunks that fit one
         result = train_in_chunks(model, data, spec.train, progress=progress, stop=stop)
     else:
-        result = train(model, data, spec.train, progress=saving_progress, stop=stop,
-                       resume_state=resume_state, start_epoch=start_epoch)
+        result = train(
+            model,
+            data,
+            spec.train,
+            progress=saving_progress,
+            stop=stop,
+            resume_state=resume_state,
+            start_epoch=start_epoch,
+        )
     if not result.history:  # stopped before the first epoch finished: nothing worth keeping
         return RunOutcome(spec.name, result, {}, saved=False)
     if dist_info()[0] != 0:  # under torchrun only rank 0 evaluates and writes
@@ -227,15 +261,24 @@ def run(spec: RunSpec, *, data: Dataset | None = None, progress: Callable[[Progr
     meta = {
         "vaedemo_version": __version__,
         "command": spec.command,
-        "training": {**dataclasses.asdict(spec.train), "epochs_done": result.epochs_done,
-                     "best_epoch": result.best_epoch, "stopped": result.stopped,
-                     "optimizer": result.optimizer_meta},
+        "training": {
+            **dataclasses.asdict(spec.train),
+            "epochs_done": result.epochs_done,
+            "best_epoch": result.best_epoch,
+            "stopped": result.stopped,
+            "optimizer": result.optimizer_meta,
+        },
         "data": data.describe(),
         "class_names": data.class_names,
         "metrics": {"validation": metrics},
         "history": previous + [dataclasses.asdict(h) for h in result.history],
     }
-    save_checkpoint(result.model, spec.name, meta=meta, overwrite=spec.overwrite or spec.resume,
-                    extra_files={OPTIMIZER_FILE: st_save(result.optimizer_state)})
+    save_checkpoint(
+        result.model,
+        spec.name,
+        meta=meta,
+        overwrite=spec.overwrite or spec.resume,
+        extra_files={OPTIMIZER_FILE: st_save(result.optimizer_state)},
+    )
     discard_partial(spec.name)  # saved whole: nothing left to continue
     return RunOutcome(spec.name, result, metrics, saved=True)

@@ -15,7 +15,9 @@ QUOTE_CHARS = 40  # at most this much of a bad value is quoted back (a 5 MB valu
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     """``repr(value)``, cut to ``limit`` characters with an ellipsis: safe to put in a sentence or a log."""
     try:
-        text = repr(value) if not isinstance(value, (str, bytes)) or len(value) <= 4 * limit else repr(value[: 4 * limit])
+        text = (
+            repr(value) if not isinstance(value, (str, bytes)) or len(value) <= 4 * limit else repr(value[: 4 * limit])
+        )
     except Exception:  # a hostile __repr__
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -75,13 +77,27 @@ def flag(value: Any, what: str) -> bool:
 
 # The training request from the web (the Train tab, /train): setting → (lowest, highest) accepted.
 # A missing or None value keeps the default; the model and TrainConfig check their own invariants after.
-MODEL_INTS = {"latent_dim": (1, 1024), "hidden_dim": (1, 4096), "max_train": (1, 10_000_000), "iwae_k": (0, 1000),
-              "prior_components": (0, 1000)}
+MODEL_INTS = {
+    "latent_dim": (1, 1024),
+    "hidden_dim": (1, 4096),
+    "max_train": (1, 10_000_000),
+    "iwae_k": (0, 1000),
+    "prior_components": (0, 1000),
+}
 MODEL_FLOATS = {"beta": (0.0, 1000.0)}
-TRAIN_INTS = {"epochs": (1, 100_000), "batch_size": (1, 4096), "seed": (0, 2**31 - 1), "shift": (0, 8),
-              "patience": (0, 100_000)}
-TRAIN_FLOATS = {"lr": (1e-6, 1.0), "kl_warmup_epochs": (0.0, 100_000.0), "weight_decay": (0.0, 1.0),
-                "max_seconds": (0.0, 1e7)}
+TRAIN_INTS = {
+    "epochs": (1, 100_000),
+    "batch_size": (1, 4096),
+    "seed": (0, 2**31 - 1),
+    "shift": (0, 8),
+    "patience": (0, 100_000),
+}
+TRAIN_FLOATS = {
+    "lr": (1e-6, 1.0),
+    "kl_warmup_epochs": (0.0, 100_000.0),
+    "weight_decay": (0.0, 1.0),
+    "max_seconds": (0.0, 1e7),
+}
 TRAIN_CHOICES = {"schedule": ("constant", "cosine"), "precision": ("auto", "fp32", "bf16")}
 TRAIN_FLAGS = ("binarize",)
 REQUEST_TEXT = ("name", "model", "dataset")

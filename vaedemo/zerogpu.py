@@ -12,7 +12,8 @@ import dataclasses
 import importlib.util
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Seconds asked of ZeroGPU per call; a call that asks for less waits less in its queue.
 DURATIONS = {"reconstruct": 20, "sample": 20, "interpolate": 20, "traverse": 20, "latent_map": 120, "train_chunk": 120}
@@ -40,8 +41,9 @@ def gpu(name: str) -> Callable[[Callable], Callable]:
     return wrap
 
 
-def _train_chunk(kind: str, model_config: dict, state: dict, opt_state: dict | None, data: Any,
-                 train_config: Any, start_epoch: int) -> tuple[dict, dict, list, int, int, str]:
+def _train_chunk(
+    kind: str, model_config: dict, state: dict, opt_state: dict | None, data: Any, train_config: Any, start_epoch: int
+) -> tuple[dict, dict, list, int, int, str]:
     """One GPU call: rebuild the model, train ``train_config.epochs`` epochs, return CPU tensors."""
     from .models import model_from_config
     from .training import train
@@ -54,8 +56,15 @@ def _train_chunk(kind: str, model_config: dict, state: dict, opt_state: dict | N
     return cpu_state, result.optimizer_state, result.history, result.epochs_done, result.best_epoch, result.stopped
 
 
-def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | None = None,
-                    stop: Any = None, chunk_epochs: int = CHUNK_EPOCHS) -> Any:
+def train_in_chunks(
+    model: Any,
+    data: Any,
+    config: Any,
+    *,
+    progress: Callable | None = None,
+    stop: Any = None,
+    chunk_epochs: int = CHUNK_EPOCHS,
+) -> Any:
     """Same contract as ``training.train``: each chunk is one ``spaces.GPU`` call on ZeroGPU.
 
     The stop signal and the wall-clock cap (``config.max_seconds``, counted from this call) are
@@ -84,10 +93,12 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
             stopped = "time"
             break
         n = min(chunk_epochs, config.epochs - done)
-        part = dataclasses.replace(config, epochs=n, patience=0, max_seconds=left,
-                                   schedule_epochs=config.schedule_epochs or config.epochs)
+        part = dataclasses.replace(
+            config, epochs=n, patience=0, max_seconds=left, schedule_epochs=config.schedule_epochs or config.epochs
+        )
         state, opt_state, hist, chunk_done, _, chunk_stopped = chunk(
-            model.kind, dataclasses.asdict(model.config), state, opt_state, data, part, done)
+            model.kind, dataclasses.asdict(model.config), state, opt_state, data, part, done
+        )
         if not hist:  # the time ran out before the chunk's first epoch ended
             stopped = chunk_stopped or "time"
             break
@@ -107,5 +118,11 @@ def train_in_chunks(model: Any, data: Any, config: Any, *, progress: Callable | 
     if best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
-    return TrainResult(model=model, history=history, stopped=stopped, best_epoch=best[2],
-                       optimizer_state=opt_state or {}, epochs_done=done)
+    return TrainResult(
+        model=model,
+        history=history,
+        stopped=stopped,
+        best_epoch=best[2],
+        optimizer_state=opt_state or {},
+        epochs_done=done,
+    )

@@ -15,7 +15,6 @@ from ..runs import APP_COMMAND
 from .stats import is_implicit, prior_gaussian
 from .store import STORE
 
-
 VISITOR_MARK = " · visitor run"  # ends the label of a checkpoint trained by a visitor in the app
 
 
@@ -24,8 +23,14 @@ def checkpoint_choices() -> list[tuple[str, str]]:
     runs trained in the app are marked as visitor runs and listed after the others."""
     infos = [i for i in scan_checkpoints() if i.ok]
     infos.sort(key=lambda i: i.command == APP_COMMAND)  # stable: by name within each group
-    return [(f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}"
-             + (VISITOR_MARK if i.command == APP_COMMAND else ""), i.name) for i in infos]
+    return [
+        (
+            f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}"
+            + (VISITOR_MARK if i.command == APP_COMMAND else ""),
+            i.name,
+        )
+        for i in infos
+    ]
 
 
 def broken_checkpoints() -> list[tuple[str, str]]:
@@ -40,24 +45,38 @@ def checkpoint_info(checkpoint: str) -> dict:
     typical = None  # the root-mean-square length of a prior draw: sqrt(sum_d mean_d² + var_d)
     if is_implicit(m):
         typical = math.sqrt(m.latent_dim)
-        note = ("A GAN's generator turns noise z ~ N(0, T²·I) into digits. It defines no p(x): it can sample, "
-                "but it cannot say how likely a digit is.")
+        note = (
+            "A GAN's generator turns noise z ~ N(0, T²·I) into digits. It defines no p(x): it can sample, "
+            "but it cannot say how likely a digit is."
+        )
     elif not m.variational:
-        note = ("A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
-                "the bundled digits.")
+        note = (
+            "A plain autoencoder has no prior, so samples come from a Gaussian fitted to the codes of "
+            "the bundled digits."
+        )
     else:
         mean, scale = prior_gaussian(entry)
         typical = math.sqrt(float((mean**2 + np.diag(scale) ** 2).sum()))
-        note = ("Samples are decoded from z ~ N(0, T²·I)." if m.prior is None else
-                f"This model learnt its prior: a mixture of {len(m.prior.means)} Gaussians placed where digits' "
-                "codes lie. Each sample picks one at random and draws from it, its spread scaled by T.")
-    return {"name": entry.name, "kind": m.kind, "kind_label": kind_label(m.kind),
-            "latent_dim": m.latent_dim, "variational": m.variational, "conditional": m.conditional,
-            "implicit": is_implicit(m),
-            "num_classes": int(getattr(m.config, "num_classes", 10)), "sampling_note": note,
-            "typical_norm": typical,
-            "class_names": entry.config.get("class_names") or [str(i) for i in range(10)],
-            "metrics": (entry.config.get("metrics") or {}).get("validation", {})}
+        note = (
+            "Samples are decoded from z ~ N(0, T²·I)."
+            if m.prior is None
+            else f"This model learnt its prior: a mixture of {len(m.prior.means)} Gaussians placed where digits' "
+            "codes lie. Each sample picks one at random and draws from it, its spread scaled by T."
+        )
+    return {
+        "name": entry.name,
+        "kind": m.kind,
+        "kind_label": kind_label(m.kind),
+        "latent_dim": m.latent_dim,
+        "variational": m.variational,
+        "conditional": m.conditional,
+        "implicit": is_implicit(m),
+        "num_classes": int(getattr(m.config, "num_classes", 10)),
+        "sampling_note": note,
+        "typical_norm": typical,
+        "class_names": entry.config.get("class_names") or [str(i) for i in range(10)],
+        "metrics": (entry.config.get("metrics") or {}).get("validation", {}),
+    }
 
 
 def model_health() -> dict:
@@ -66,8 +85,14 @@ def model_health() -> dict:
         device = str(pick_device())
     except ValueError as e:
         device = f"unavailable ({e})"
-    return {"status": "ok", "version": __version__, "device": device, "torch": torch.__version__,
-            "cuda": torch.cuda.is_available(), "loaded_checkpoints": STORE.loaded()}
+    return {
+        "status": "ok",
+        "version": __version__,
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "loaded_checkpoints": STORE.loaded(),
+    }
 
 
 YARDSTICK_KEYS = ("confident_share", "class_entropy", "frechet_distance", "precision", "recall")
@@ -84,6 +109,13 @@ def yardsticks() -> list[dict]:
         samples = recorded.get("samples") or {}
         if not samples:
             continue
-        rows.append({"name": info.name, "kind": info.kind, "label": kind_label(info.kind),
-                     "neg_elbo": recorded.get("neg_elbo"), **{k: samples.get(k) for k in YARDSTICK_KEYS}})
+        rows.append(
+            {
+                "name": info.name,
+                "kind": info.kind,
+                "label": kind_label(info.kind),
+                "neg_elbo": recorded.get("neg_elbo"),
+                **{k: samples.get(k) for k in YARDSTICK_KEYS},
+            }
+        )
     return rows

@@ -76,8 +76,9 @@ def decode(model: LatentModel, z: np.ndarray, labels: Any = None) -> np.ndarray:
 
 
 @torch.no_grad()
-def neg_elbo(model: LatentModel, images: np.ndarray, labels: Any = None, samples: int = ELBO_SAMPLES,
-             seed: int = 0) -> np.ndarray:
+def neg_elbo(
+    model: LatentModel, images: np.ndarray, labels: Any = None, samples: int = ELBO_SAMPLES, seed: int = 0
+) -> np.ndarray:
     """-ELBO per image (N,) in nats with beta = 1, from ``samples`` fixed draws of z ~ q(z|x).
 
     The same draws for every image (seeded), so a digit's score does not depend on its batch-mates.

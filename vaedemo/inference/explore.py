@@ -65,10 +65,18 @@ def reconstruct(image: Any, checkpoint: str, n_samples: int = 6, label: int | No
     nearest = nearest[np.argsort(dist[nearest], kind="stable")]
     labels = bundled()[1]
     return Reconstruction(
-        input=x, recon=recon, samples=samples, error_map=recon - x, mu=mu[0],
-        sigma=sigma, mse=float(np.mean((recon - x) ** 2)), bce_nats=bce, neg_elbo=score,
+        input=x,
+        recon=recon,
+        samples=samples,
+        error_map=recon - x,
+        mu=mu[0],
+        sigma=sigma,
+        mse=float(np.mean((recon - x) ** 2)),
+        bce_nats=bce,
+        neg_elbo=score,
         elbo_percentile=None if percentile is None else float(percentile),
-        neighbours=[(int(i), int(labels[i]), float(dist[i])) for i in nearest], label_used=label,
+        neighbours=[(int(i), int(labels[i]), float(dist[i])) for i in nearest],
+        label_used=label,
     )
 
 
@@ -112,8 +120,14 @@ def interpolate(checkpoint: str, a: Any, b: Any, steps: int = 10, label: int | N
     z_lerp = (1 - t)[:, None] * z0 + t[:, None] * z1
     z_slerp = slerp(z0, z1, t)
     images = decode(model, np.concatenate([z_lerp, z_slerp]), label)
-    return Interpolation(lerp=images[:steps], slerp=images[steps:], lerp_norms=np.linalg.norm(z_lerp, axis=1),
-                         slerp_norms=np.linalg.norm(z_slerp, axis=1), t=t, label_used=label)
+    return Interpolation(
+        lerp=images[:steps],
+        slerp=images[steps:],
+        lerp_norms=np.linalg.norm(z_lerp, axis=1),
+        slerp_norms=np.linalg.norm(z_slerp, axis=1),
+        t=t,
+        label_used=label,
+    )
 
 
 @dataclass
@@ -144,8 +158,9 @@ def _dims(value: Any, latent_dim: int) -> list[int]:
     return dims
 
 
-def traverse(checkpoint: str, image: Any, dims: Any = None, steps: int = 7, span: float = 3.0,
-             label: int | None = None) -> Traversal:
+def traverse(
+    checkpoint: str, image: Any, dims: Any = None, steps: int = 7, span: float = 3.0, label: int | None = None
+) -> Traversal:
     """Move a digit's code along single dimensions, from -span to +span σ, and decode each step.
 
     σ is the prior's (1 under N(0, I); the mixture's spread for a learnt prior) for a VAE and the

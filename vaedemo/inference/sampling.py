@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 256
 
 
-def sample(checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int = 0,
-           digit: int | None = None) -> np.ndarray:
+def sample(
+    checkpoint: str, count: int = 16, temperature: float = 1.0, seed: int = 0, digit: int | None = None
+) -> np.ndarray:
     """Decoded prior draws, (count, 28, 28); the same arguments give the same images.
 
     Draws come from ``distributions.prior_draws``, the sampler behind the model cards' figures:
@@ -80,8 +81,10 @@ def manifold_grid(checkpoint: str, n: int = 15, span: float = 3.0, digit: int | 
     entry = STORE.entry(checkpoint)
     model = entry.model
     if model.latent_dim != 2:
-        raise ValueError(f"The manifold grid needs a model with a 2-D latent space; {checkpoint!r} has "
-                         f"{model.latent_dim} dimensions.")
+        raise ValueError(
+            f"The manifold grid needs a model with a 2-D latent space; {checkpoint!r} has "
+            f"{model.latent_dim} dimensions."
+        )
     n = whole(n, "The grid size", 2, 40)
     span = number(span, "The span", 0.0, 5.0, lo_open=True)
     digit = label_for(model, digit)

@@ -22,21 +22,25 @@ def is_implicit(model) -> bool:
 
 def bundled_codes(entry: Entry) -> np.ndarray:
     """mu of every bundled digit (10000, D) float32, with its true label for a cvae."""
+
     def compute(e: Entry) -> np.ndarray:
         x, y = bundled()
         codes, _ = encode(e.model, x.astype(np.float32) / 255.0, y)
         codes.setflags(write=False)
         return codes
+
     return entry.extra("bundled_codes", compute)
 
 
 def validation_neg_elbo(entry: Entry) -> np.ndarray:
     """Sorted -ELBO of the 1,000 validation digits, for the percentile of a new digit."""
+
     def compute(e: Entry) -> np.ndarray:
         x, y = validation()
         values = np.sort(neg_elbo(e.model, x.astype(np.float32) / 255.0, y))
         values.setflags(write=False)
         return values
+
     return entry.extra("val_neg_elbo", compute)
 
 
@@ -82,6 +86,7 @@ def dim_scores(entry: Entry) -> np.ndarray:
 
     Under a learnt prior a single dimension's KL is not defined; the KL to the prior's Gaussian
     stand-in (``prior_gaussian``) ranks the dimensions the same way, and is the KL itself under N(0, I)."""
+
     def compute(e: Entry) -> np.ndarray:
         if not e.model.variational:
             return bundled_codes(e).astype(np.float64).var(0)
@@ -89,6 +94,11 @@ def dim_scores(entry: Entry) -> np.ndarray:
         mu, logvar = encode(e.model, x.astype(np.float32) / 255.0, y)
         mean, scale = prior_gaussian(e)
         std = np.diag(scale)
-        return distributions.gaussian_kl(torch.from_numpy((mu - mean) / std),
-                                         torch.from_numpy(logvar - 2 * np.log(std))).double().mean(0).numpy()
+        return (
+            distributions.gaussian_kl(torch.from_numpy((mu - mean) / std), torch.from_numpy(logvar - 2 * np.log(std)))
+            .double()
+            .mean(0)
+            .numpy()
+        )
+
     return entry.extra("dim_scores", compute)

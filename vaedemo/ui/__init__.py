@@ -5,7 +5,8 @@ Gradio and layout only: handlers call ``vaedemo.inference`` (numpy, PIL and Plot
 ``{output name: value}`` and turn ValueErrors into gr.Error sentences; per-user state lives in gr.State.
 """
 
+from .about import health
 from .app import build_demo
-from .server import build_app, health, serve, server_address, setup
+from .server import build_app, serve, server_address, setup
 
 __all__ = ["build_app", "build_demo", "health", "serve", "server_address", "setup"]

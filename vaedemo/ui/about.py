@@ -11,8 +11,13 @@ from .latent_map import read_static
 def health() -> dict:
     """/health: version, device, loaded checkpoints, training; cheap (nothing is loaded or computed)."""
     policy = jobs.training_policy()
-    return {**inference.model_health(), "training_enabled": policy["enabled"],
-            "training_busy": jobs.TRAINER.status()["busy"], "app": "vaedemo", "ui_version": __version__}
+    return {
+        **inference.model_health(),
+        "training_enabled": policy["enabled"],
+        "training_busy": jobs.TRAINER.status()["busy"],
+        "app": "vaedemo",
+        "ui_version": __version__,
+    }
 
 
 def _fmt(value, digits: int) -> str:
@@ -23,19 +28,25 @@ def yardstick_table(rows: list[dict]) -> str:
     """The shipped models side by side on the same yardsticks, with the sentence the numbers support."""
     if not rows:
         return ""
-    head = ("| model | kind | −ELBO (nats) | read as a clear digit | class entropy | Fréchet distance | "
-            "precision | recall |\n|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| model | kind | −ELBO (nats) | read as a clear digit | class entropy | Fréchet distance | "
+        "precision | recall |\n|---|---|---|---|---|---|---|---|\n"
+    )
     body = "\n".join(
         f"| `{r['name']}` | {r['label']} | {_fmt(r['neg_elbo'], 1) if r['kind'] != 'gan' else '— (no p(x))'} | "
         f"{_fmt(r['confident_share'], 2)} | {_fmt(r['class_entropy'], 2)} | {_fmt(r['frechet_distance'], 1)} | "
-        f"{_fmt(r['precision'], 2)} | {_fmt(r['recall'], 2)} |" for r in rows)
-    note = ("\n\nOn 1,000 samples each, against the 1,000 validation digits. *Read as a clear digit*: the share the "
-            "project's digit classifier reads with ≥ 90% confidence; *class entropy*: how evenly the ten digits "
-            "come (ln 10 = 2.30 is perfectly even). The Fréchet distance is an FID for MNIST, computed on the "
-            "project's own classifier's features instead of Inception's (lower is closer to real digits); "
-            "precision and recall follow Kynkäänniemi et al. (2019) in the same features, with k = 3: precision "
-            "is the share of samples that look like some real digit, recall the share of real digits the samples "
-            "come near.")
+        f"{_fmt(r['precision'], 2)} | {_fmt(r['recall'], 2)} |"
+        for r in rows
+    )
+    note = (
+        "\n\nOn 1,000 samples each, against the 1,000 validation digits. *Read as a clear digit*: the share the "
+        "project's digit classifier reads with ≥ 90% confidence; *class entropy*: how evenly the ten digits "
+        "come (ln 10 = 2.30 is perfectly even). The Fréchet distance is an FID for MNIST, computed on the "
+        "project's own classifier's features instead of Inception's (lower is closer to real digits); "
+        "precision and recall follow Kynkäänniemi et al. (2019) in the same features, with k = 3: precision "
+        "is the share of samples that look like some real digit, recall the share of real digits the samples "
+        "come near."
+    )
     return "#### The shipped models on one yardstick\n\n" + head + body + note + verdict(rows)
 
 
@@ -49,19 +60,27 @@ def verdict(rows: list[dict]) -> str:
     sharper = gan["frechet_distance"] < vae["frechet_distance"]
     clearer = (gan["confident_share"] or 0) > (vae["confident_share"] or 0)
     if sharper and clearer:
-        lead = (f"`{gan['name']}`'s samples are closer to real digits than the best VAE's (`{vae['name']}`: Fréchet "
-                f"distance {gan['frechet_distance']:.1f} against {vae['frechet_distance']:.1f}) and more of them read "
-                "as clear digits, but it gives no likelihood; the VAE scores every digit (−ELBO) and its codes "
-                "come straight from an encoder.")
+        lead = (
+            f"`{gan['name']}`'s samples are closer to real digits than the best VAE's (`{vae['name']}`: Fréchet "
+            f"distance {gan['frechet_distance']:.1f} against {vae['frechet_distance']:.1f}) and more of them read "
+            "as clear digits, but it gives no likelihood; the VAE scores every digit (−ELBO) and its codes "
+            "come straight from an encoder."
+        )
     elif sharper:
-        lead = (f"`{gan['name']}`'s samples are closer to real digits in the classifier's features, though fewer "
-                "read as clear digits than the best VAE's; only the VAE gives a likelihood.")
+        lead = (
+            f"`{gan['name']}`'s samples are closer to real digits in the classifier's features, though fewer "
+            "read as clear digits than the best VAE's; only the VAE gives a likelihood."
+        )
     else:
-        lead = (f"Here the best VAE (`{vae['name']}`) matches or beats `{gan['name']}` on these yardsticks too, and "
-                "it also gives a likelihood; the GAN gives none.")
+        lead = (
+            f"Here the best VAE (`{vae['name']}`) matches or beats `{gan['name']}` on these yardsticks too, and "
+            "it also gives a likelihood; the GAN gives none."
+        )
     if gan["recall"] is not None and vae["recall"] is not None and gan["recall"] < vae["recall"]:
-        lead += (f" The GAN's lower recall ({gan['recall']:.2f} against {vae['recall']:.2f}) is the cost of the game: "
-                 "its samples cover less of the variety of real digits.")
+        lead += (
+            f" The GAN's lower recall ({gan['recall']:.2f} against {vae['recall']:.2f}) is the cost of the game: "
+            "its samples cover less of the variety of real digits."
+        )
     return "\n\n**What the numbers say.** " + lead
 
 

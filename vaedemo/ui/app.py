@@ -46,16 +46,21 @@ def page_view() -> dict:
     """What a new visitor gets: fresh model lists (a shipped VAE preselected) and a first reconstruction."""
     fresh = choices()
     ck = pick(None, fresh)
-    return {"list_rec": gr.update(choices=fresh, value=ck), "list_cmp": gr.update(choices=[NONE_CHOICE, *fresh], value=""),
-            "list_map": gr.update(choices=fresh, value=ck), "list_smp": gr.update(choices=fresh, value=ck),
-            **reconstruct.first_view(ck)}
+    return {
+        "list_rec": gr.update(choices=fresh, value=ck),
+        "list_cmp": gr.update(choices=[NONE_CHOICE, *fresh], value=""),
+        "list_map": gr.update(choices=fresh, value=ck),
+        "list_smp": gr.update(choices=fresh, value=ck),
+        **reconstruct.first_view(ck),
+    }
 
 
 def build_demo() -> gr.Blocks:
     """The Blocks UI (no server); ``server.build_app`` mounts it."""
     options = choices()
-    with gr.Blocks(title="vaedemo: autoencoders and VAEs on MNIST", analytics_enabled=False,
-                   delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(
+        title="vaedemo: autoencoders and VAEs on MNIST", analytics_enabled=False, delete_cache=(3600, 3600)
+    ) as demo:
         here = gr.State(None)  # this user's last Reconstruct input, (28, 28) float
         gr.Markdown(HEADER, elem_id="vd-header")
         with gr.Tabs(selected="reconstruct"):

@@ -71,6 +71,7 @@ def number_or_error(payload: Any, label: str | None, optional: bool) -> Any:
 
 
 with _no_stub_file():
+
     class PictureOut(gr.Image):
         """gr.Image whose PIL values reach Gradio's cache whole (see png_in_cache)."""
 
@@ -88,8 +89,12 @@ with _no_stub_file():
 
         def postprocess(self, value):
             if isinstance(value, list):
-                value = [(png_in_cache(v[0], self.GRADIO_CACHE), *v[1:]) if isinstance(v, tuple)
-                         else png_in_cache(v, self.GRADIO_CACHE) for v in value]
+                value = [
+                    (png_in_cache(v[0], self.GRADIO_CACHE), *v[1:])
+                    if isinstance(v, tuple)
+                    else png_in_cache(v, self.GRADIO_CACHE)
+                    for v in value
+                ]
             return super().postprocess(value)
 
     class DigitImage(PictureOut):
@@ -142,15 +147,30 @@ def checkpoint_dropdown(choices, label="Model", info=None, elem_id=None, value=N
     # so without it an API client could not use a checkpoint trained since; the backend checks names.
     from .shared import pick
 
-    return gr.Dropdown(choices=choices, value=value if value is not None else pick(None, choices), label=label,
-                       info=info, elem_id=elem_id, interactive=True, allow_custom_value=True)
+    return gr.Dropdown(
+        choices=choices,
+        value=value if value is not None else pick(None, choices),
+        label=label,
+        info=info,
+        elem_id=elem_id,
+        interactive=True,
+        allow_custom_value=True,
+    )
 
 
 def out_image(label, elem_id=None, height=None, **kw):
     """A read-only digit picture with crisp pixels and a download button."""
     kw.setdefault("buttons", ["download"])
-    return PictureOut(label=label, type="pil", format="png", interactive=False, elem_id=elem_id,
-                      elem_classes=["digit"], height=height, **kw)
+    return PictureOut(
+        label=label,
+        type="pil",
+        format="png",
+        interactive=False,
+        elem_id=elem_id,
+        elem_classes=["digit"],
+        height=height,
+        **kw,
+    )
 
 
 def strip_image(caption, elem_id=None, **kw):
@@ -162,8 +182,13 @@ def strip_image(caption, elem_id=None, **kw):
 
 def digit_picker(image_label: str, index_label: str, index: int):
     """An optional upload, a dataset index, and a button that copies the Reconstruct tab's digit."""
-    image = DigitImage(label=f"{image_label} (optional upload)", type="filepath", sources=["upload", "clipboard"],
-                       format="png", height=160)
+    image = DigitImage(
+        label=f"{image_label} (optional upload)",
+        type="filepath",
+        sources=["upload", "clipboard"],
+        format="png",
+        height=160,
+    )
     number = NumberBox(value=index, label=index_label, precision=None)
     here = gr.Button("Use my Reconstruct digit", size="sm")
     return image, number, here

@@ -15,8 +15,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +97,37 @@ class BodyLimit:
             # raised a TypeError, HTTP 500 and a traceback): one sentence, and the server goes on.
             log.warning("a request to %s failed", scope.get("path", "")[:100])
             upload = limit == self.upload_limit
-            await _answer(send, 400 if upload else 500,
-                          "The upload could not be read: send the picture as a file with a name."
-                          if upload else "Something went wrong on the server; try again.")
+            await _answer(
+                send,
+                400 if upload else 500,
+                "The upload could not be read: send the picture as a file with a name."
+                if upload
+                else "Something went wrong on the server; try again.",
+            )
 
 
 async def _refuse(send, limit: int) -> None:
-    await _answer(send, 413, f"The request is larger than this server accepts ({limit // 2**20} MB); "
-                             "send a smaller picture or fewer values.")
+    await _answer(
+        send,
+        413,
+        f"The request is larger than this server accepts ({limit // 2**20} MB); "
+        "send a smaller picture or fewer values.",
+    )
 
 
 async def _answer(send, status: int, sentence: str) -> None:
     body = json.dumps({"detail": sentence}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -132,8 +149,10 @@ def _missing_inputs(queue: Any, body: Any) -> str | None:
         return None
     names = [getattr(c, "label", None) or type(c).__name__ for c in fn.inputs]
     shown = ", ".join(str(n)[:40] for n in names[:12])
-    return (f"This endpoint takes {len(fn.inputs)} inputs ({shown}) but the call sent {len(data)}; "
-            "send one value for each (gradio_client's view_api() lists them).")
+    return (
+        f"This endpoint takes {len(fn.inputs)} inputs ({shown}) but the call sent {len(data)}; "
+        "send one value for each (gradio_client's view_api() lists them)."
+    )
 
 
 def share_the_queue(queue: Any, per_session: int = MAX_PER_SESSION, per_address: int = MAX_PER_ADDRESS) -> None:
@@ -154,8 +173,12 @@ def share_the_queue(queue: Any, per_session: int = MAX_PER_SESSION, per_address:
         same_address = sum(1 for e in events if address is not None and client_address(e.request) == address)
         if same_session >= per_session or same_address >= per_address:
             held = max(same_session, same_address)
-            return (False, f"You already have {held} requests waiting or running; wait until one of them "
-                           "finishes, then try again.", "queue_full")
+            return (
+                False,
+                f"You already have {held} requests waiting or running; wait until one of them "
+                "finishes, then try again.",
+                "queue_full",
+            )
         return await original(body, request, username)
 
     queue.push = push
@@ -185,8 +208,13 @@ class TempSweeper:
     ``also`` are further sweeps run on the same schedule (the downloads folder's own sweep).
     """
 
-    def __init__(self, folders: Callable[[], Iterable[Path]], age_s: float = SWEEP_AGE_S,
-                 every_s: float = SWEEP_EVERY_S, also: Iterable[Callable[[], int]] = ()):
+    def __init__(
+        self,
+        folders: Callable[[], Iterable[Path]],
+        age_s: float = SWEEP_AGE_S,
+        every_s: float = SWEEP_EVERY_S,
+        also: Iterable[Callable[[], int]] = (),
+    ):
         self.folders = folders
         self.age_s = age_s
         self.every_s = every_s
@@ -204,7 +232,10 @@ class TempSweeper:
                 continue
             for entry in os.scandir(folder):
                 try:
-                    if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > self.age_s:
+                    if (
+                        entry.is_file(follow_symlinks=False)
+                        and now - entry.stat(follow_symlinks=False).st_mtime > self.age_s
+                    ):
                         os.unlink(entry.path)
                         removed += 1
                 except OSError:
@@ -215,7 +246,7 @@ class TempSweeper:
             log.info("swept %d orphaned temp files", removed)
         return removed
 
-    def start(self) -> "TempSweeper":
+    def start(self) -> TempSweeper:
         self.sweep()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="vaedemo-sweeper", daemon=True)

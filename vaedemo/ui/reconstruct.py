@@ -14,23 +14,40 @@ from .. import inference, plots, zerogpu
 from ..images import BlankImageError
 from ..validation import whole
 from .components import DigitImage, GalleryOut, checkpoint_dropdown, out_image
-from .shared import (NONE_CHOICE, Outputs, bundled_thumb, digit, error_image, friendly, info, need, refresh_checkpoint,
-                     refresh_compare, strip)
+from .shared import (
+    NONE_CHOICE,
+    Outputs,
+    bundled_thumb,
+    digit,
+    error_image,
+    friendly,
+    info,
+    need,
+    refresh_checkpoint,
+    refresh_compare,
+    strip,
+)
 
 EXAMPLES_PER_CLASS = 2
 CONCURRENCY = 2  # uploads reconstructed at once (the Space has 2 CPU cores)
 NO_LIKELIHOOD = "— (an implicit model defines no p(x): it only samples)"
-GAN_NOTE = ("A GAN has no encoder of its own: its “reconstruction” is a search for the nearest digit its "
-            "generator can make (an inverter's guess, refined by a few steps of optimisation).")
-EMPTY_NOTE = ("**No trained models yet.** Train one in the Train tab, or put checkpoint folders in "
-              "`checkpoints/` (`make checkpoints` trains the standard set).")
+GAN_NOTE = (
+    "A GAN has no encoder of its own: its “reconstruction” is a search for the nearest digit its "
+    "generator can make (an inverter's guess, refined by a few steps of optimisation)."
+)
+EMPTY_NOTE = (
+    "**No trained models yet.** Train one in the Train tab, or put checkpoint folders in "
+    "`checkpoints/` (`make checkpoints` trains the standard set)."
+)
 
 
 def _score_cells(r: inference.Reconstruction, about: dict) -> dict[str, str]:
-    cells = {"Model": f"**{about['name']}** ({about['kind_label']}, latent {about['latent_dim']})",
-             "Error per pixel (MSE)": f"{r.mse:.4f}",
-             "Cross-entropy −log p(x\\|z), nats": f"{r.bce_nats:.1f}",
-             "−ELBO, nats (lower = more typical)": "— (an AE has no probability model)"}
+    cells = {
+        "Model": f"**{about['name']}** ({about['kind_label']}, latent {about['latent_dim']})",
+        "Error per pixel (MSE)": f"{r.mse:.4f}",
+        "Cross-entropy −log p(x\\|z), nats": f"{r.bce_nats:.1f}",
+        "−ELBO, nats (lower = more typical)": "— (an AE has no probability model)",
+    }
     if about.get("implicit"):
         cells["−ELBO, nats (lower = more typical)"] = NO_LIKELIHOOD
         cells["How typical"] = NO_LIKELIHOOD
@@ -71,17 +88,27 @@ def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
         c = inference.reconstruct(x, compare_with, n_samples=0)
         results.append((c, cabout))
         compare = gr.update(value=digit(c.recon), visible=True, label=f"{cabout['kind_label']}: {cabout['name']}")
-    code = (plots.code_bars(r.mu, None, title="The code: z found by inversion") if about.get("implicit")
-            else plots.code_bars(r.mu, r.sigma))
+    code = (
+        plots.code_bars(r.mu, None, title="The code: z found by inversion")
+        if about.get("implicit")
+        else plots.code_bars(r.mu, r.sigma)
+    )
     code.update_layout(height=300, margin=dict(t=40, b=40))
     if len(r.mu) > 32:  # hundreds of bars: thin error bars, or they merge into one dark block
         code.update_traces(error_y_thickness=0.6, error_y_width=0, marker_line_width=0)
     has_samples = len(r.samples) > 0
-    return {"input": digit(r.input), "recon": digit(r.recon), "compare": compare, "error": error_image(r.error_map),
-            "samples_col": gr.update(visible=has_samples), "samples": strip(r.samples) if has_samples else None,
-            "scores": scores_md(*results), "code": code,
-            "neighbours": [(bundled_thumb(i), f"{label} · {d:.2f}") for i, label, d in r.neighbours],
-            "here": r.input}
+    return {
+        "input": digit(r.input),
+        "recon": digit(r.recon),
+        "compare": compare,
+        "error": error_image(r.error_map),
+        "samples_col": gr.update(visible=has_samples),
+        "samples": strip(r.samples) if has_samples else None,
+        "scores": scores_md(*results),
+        "code": code,
+        "neighbours": [(bundled_thumb(i), f"{label} · {d:.2f}") for i, label, d in r.neighbours],
+        "here": r.input,
+    }
 
 
 @friendly
@@ -151,30 +178,57 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
     """Build the tab's components inside ``tab`` (the current gr.Tab) and wire its events."""
     private = {"api_visibility": "private"}
     with gr.Row():
-        rec_ck = checkpoint_dropdown(options, "Model", "Which trained model encodes and decodes your digit.",
-                                     elem_id="rec-checkpoint")
-        cmp_ck = checkpoint_dropdown([NONE_CHOICE, *options], "Compare with",
-                                     "Pick a second model (e.g. an AE next to a VAE) to see both on the same input.",
-                                     elem_id="rec-compare", value="")
+        rec_ck = checkpoint_dropdown(
+            options, "Model", "Which trained model encodes and decodes your digit.", elem_id="rec-checkpoint"
+        )
+        cmp_ck = checkpoint_dropdown(
+            [NONE_CHOICE, *options],
+            "Compare with",
+            "Pick a second model (e.g. an AE next to a VAE) to see both on the same input.",
+            elem_id="rec-compare",
+            value="",
+        )
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=300):
             gr.Markdown("### 1 · Give a digit")
             with gr.Tabs():
                 with gr.Tab("Draw", id="draw"):
-                    sketch = gr.Sketchpad(label="Draw a digit (one stroke or several)", type="numpy",
-                                          image_mode="RGBA", format="png", canvas_size=(280, 280),
-                                          brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                                          layers=False, transforms=(), elem_id="rec-sketch", height=360)
-                    gr.Markdown("Draw with the mouse or a finger; the result updates after each stroke.",
-                                elem_classes=["vd-hint"])
+                    sketch = gr.Sketchpad(
+                        label="Draw a digit (one stroke or several)",
+                        type="numpy",
+                        image_mode="RGBA",
+                        format="png",
+                        canvas_size=(280, 280),
+                        brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                        layers=False,
+                        transforms=(),
+                        elem_id="rec-sketch",
+                        height=360,
+                    )
+                    gr.Markdown(
+                        "Draw with the mouse or a finger; the result updates after each stroke.",
+                        elem_classes=["vd-hint"],
+                    )
                 with gr.Tab("Upload", id="upload"):
-                    upload = DigitImage(label="Upload or paste a picture of a digit", type="filepath",
-                                        sources=["upload", "clipboard"], format="png", elem_id="rec-upload",
-                                        height=300)
+                    upload = DigitImage(
+                        label="Upload or paste a picture of a digit",
+                        type="filepath",
+                        sources=["upload", "clipboard"],
+                        format="png",
+                        elem_id="rec-upload",
+                        height=300,
+                    )
                 with gr.Tab("Examples", id="examples"):
-                    examples = gr.Gallery(value=example_gallery(), label="Click a digit from the dataset", columns=5,
-                                          height="auto", allow_preview=False, elem_id="rec-examples",
-                                          elem_classes=["digit"], format="png")
+                    examples = gr.Gallery(
+                        value=example_gallery(),
+                        label="Click a digit from the dataset",
+                        columns=5,
+                        height="auto",
+                        allow_preview=False,
+                        elem_id="rec-examples",
+                        elem_classes=["digit"],
+                        format="png",
+                    )
         with gr.Column(scale=3, min_width=400):
             gr.Markdown("### 2 · What the model makes of it")
             with gr.Row():
@@ -182,8 +236,9 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
                 out_img = out_image("Reconstruction", "rec-output")
                 cmp_img = out_image("The compared model", "rec-compare-output", visible=False)
                 err_img = out_image("Error map", "rec-error")
-            gr.Markdown("Error map: red where the reconstruction adds ink, blue where it misses ink.",
-                        elem_classes=["vd-hint"])
+            gr.Markdown(
+                "Error map: red where the reconstruction adds ink, blue where it misses ink.", elem_classes=["vd-hint"]
+            )
             with gr.Column(visible=False) as samples_col:
                 gr.Markdown("**Other decodes of z ~ q(z|x)**: how unsure the VAE is about this digit.")
                 samples_img = out_image("Decodes of z ~ q(z|x)", "rec-samples", show_label=False, buttons=[])
@@ -192,19 +247,44 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
                     scores = gr.Markdown(label="Scores", elem_id="rec-scores")
                 with gr.Column(scale=2, min_width=240):
                     code_plot = gr.Plot(label="The latent code", elem_id="rec-code")
-            neighbours = GalleryOut(label="The 5 nearest dataset digits in latent space (label · distance)",
-                                    columns=5, rows=1, height=170, allow_preview=False, elem_classes=["digit"],
-                                    elem_id="rec-neighbours", format="png")
-    out = Outputs(input=in_img, recon=out_img, compare=cmp_img, error=err_img, samples_col=samples_col,
-                  samples=samples_img, scores=scores, code=code_plot, neighbours=neighbours, here=here)
+            neighbours = GalleryOut(
+                label="The 5 nearest dataset digits in latent space (label · distance)",
+                columns=5,
+                rows=1,
+                height=170,
+                allow_preview=False,
+                elem_classes=["digit"],
+                elem_id="rec-neighbours",
+                format="png",
+            )
+    out = Outputs(
+        input=in_img,
+        recon=out_img,
+        compare=cmp_img,
+        error=err_img,
+        samples_col=samples_col,
+        samples=samples_img,
+        scores=scores,
+        code=code_plot,
+        neighbours=neighbours,
+        here=here,
+    )
 
     inputs = [rec_ck, cmp_ck]
-    upload.upload(out.bind(reconstruct), [upload, *inputs], list(out), api_name="reconstruct",
-                  concurrency_limit=CONCURRENCY)
-    sketch.change(out.bind(reconstruct_sketch), [sketch, *inputs], list(out), trigger_mode="always_last",
-                  show_progress="hidden", **private)
+    upload.upload(
+        out.bind(reconstruct), [upload, *inputs], list(out), api_name="reconstruct", concurrency_limit=CONCURRENCY
+    )
+    sketch.change(
+        out.bind(reconstruct_sketch),
+        [sketch, *inputs],
+        list(out),
+        trigger_mode="always_last",
+        show_progress="hidden",
+        **private,
+    )
     examples.select(out.bind(reconstruct_example), inputs, list(out), **private)
     gr.on([rec_ck.input, cmp_ck.input], out.bind(reconstruct_again), [here, *inputs], list(out), **private)
     tab.select(refresh_checkpoint, rec_ck, rec_ck, show_progress="hidden", **private).then(
-        refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private)
+        refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private
+    )
     return ReconstructTab(rec_ck, cmp_ck, out)

@@ -25,24 +25,28 @@ def reading_note(reading: inference.Reading) -> str:
     clear = reading.clear
     counts = np.bincount(reading.labels[clear], minlength=10)
     read = " · ".join(f"{d}×{c}" for d, c in enumerate(counts) if c) or "none"
-    return (f"**The digit classifier reads {int(clear.sum())} of {len(clear)} as clear digits** "
-            f"(≥ {reading.threshold:.0%} sure; green labels). Amber labels with a ? mark blends and scribbles "
-            f"it is unsure of. Clear ones by digit: {read}.")
+    return (
+        f"**The digit classifier reads {int(clear.sum())} of {len(clear)} as clear digits** "
+        f"(≥ {reading.threshold:.0%} sure; green labels). Amber labels with a ? mark blends and scribbles "
+        f"it is unsure of. Clear ones by digit: {read}."
+    )
 
 
 def sample_view(checkpoint: Any, count: Any, temperature: Any, seed: Any, digit_choice: Any) -> dict:
     """A reproducible grid of prior samples, labelled with the classifier's reading, and its download."""
     checkpoint = need(checkpoint)
     about = info(checkpoint)
-    images = inference.sample(checkpoint, count, temperature, seed,
-                              _digit_choice(digit_choice) if about["conditional"] else None)
+    images = inference.sample(
+        checkpoint, count, temperature, seed, _digit_choice(digit_choice) if about["conditional"] else None
+    )
     ncols, scale, pad = math.ceil(math.sqrt(len(images))), 3, 2
     grid = exports.image_grid(images, ncols=ncols, scale=scale, pad=pad)
     note = about["sampling_note"]
     reading = inference.read_digits(images)
     if reading is not None:  # the shown grid carries the classifier's labels; the download stays clean
-        grid = exports.label_grid(grid, reading.labels, reading.clear, ncols,
-                                  cell=images.shape[-1] * scale, gap=pad * scale)
+        grid = exports.label_grid(
+            grid, reading.labels, reading.clear, ncols, cell=images.shape[-1] * scale, gap=pad * scale
+        )
         note += "\n\n" + reading_note(reading)
     path = export_path(f"samples-{checkpoint}-seed{int(float(seed))}.png")
     path.write_bytes(exports.to_png_bytes(exports.image_grid(images, pad=2)))
@@ -73,13 +77,13 @@ def sample_controls(checkpoint):
     about = info(checkpoint)
     ranked = inference.dims_by_kl(checkpoint)
     unit = "nats" if about["variational"] else "variance"
-    dims = gr.update(choices=[(f"z{d} · {v:.2f} {unit}", d) for d, v in ranked],
-                     value=[d for d, _ in ranked[: min(5, len(ranked))]])
+    dims = gr.update(
+        choices=[(f"z{d} · {v:.2f} {unit}", d) for d, v in ranked], value=[d for d, _ in ranked[: min(5, len(ranked))]]
+    )
     what = "KL" if about["variational"] else "Variance of the codes"
     bars = plots.kl_bars(ranked[:32], title=f"{what} per latent dimension, largest first")
     bars.update_layout(height=280)
-    return {"digit": gr.update(visible=about["conditional"]), "note": about["sampling_note"], "dims": dims,
-            "kl": bars}
+    return {"digit": gr.update(visible=about["conditional"]), "note": about["sampling_note"], "dims": dims, "kl": bars}
 
 
 def _endpoint(image: Any, index: Any, what: str) -> np.ndarray:
@@ -103,8 +107,12 @@ def interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end
     frames = np.concatenate([it.lerp, np.zeros_like(it.lerp[:, :, :4]), it.slerp], axis=2)  # (steps, 28, 60)
     gif = export_path(f"interpolation-{checkpoint}.gif")
     exports.animated_gif(frames, gif, fps=8, scale=4, bounce=True)
-    return {"lerp": strip(it.lerp), "slerp": strip(it.slerp), "norms": norms,
-            "gif": gr.update(value=str(gif), visible=True)}
+    return {
+        "lerp": strip(it.lerp),
+        "slerp": strip(it.slerp),
+        "norms": norms,
+        "gif": gr.update(value=str(gif), visible=True),
+    }
 
 
 @friendly
@@ -119,9 +127,12 @@ def traverse(checkpoint, image=None, index=0, dims=None, steps=9, span=3.0):
     frames = tr.images.transpose(1, 2, 0, 3).reshape(cols, 28, rows * 28)  # frame t: every dim side by side
     gif = export_path(f"traversal-{checkpoint}.gif")
     exports.animated_gif(frames, gif, fps=6, scale=4, bounce=True)
-    text = ("Rows, top to bottom: " + ", ".join(f"z{d}" for d in tr.dims)
-            + f". Columns go from −{float(span):g} to +{float(span):g} σ; "
-            "the middle column is the digit's own code.")
+    text = (
+        "Rows, top to bottom: "
+        + ", ".join(f"z{d}" for d in tr.dims)
+        + f". Columns go from −{float(span):g} to +{float(span):g} σ; "
+        "the middle column is the digit's own code."
+    )
     return {"grid": grid, "gif": gr.update(value=str(gif), visible=True), "text": text}
 
 
@@ -164,19 +175,39 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
         with gr.Tab("From the prior"):
             with gr.Row():
                 count = NumberSlider(1, 256, value=64, step=1, label="How many")
-                temperature = NumberSlider(0.1, 3.0, value=1.0, step=0.1, label="Temperature",
-                                           info="Scales the prior's spread: below 1 safer, above 1 wilder.")
-                seed = NumberBox(value=0, label="Seed", precision=None, minimum=0, elem_id="sample-seed",
-                                 info="Same seed, same grid.")
-                digit_dd = gr.Dropdown([("any (0-9 in turn)", "any"), *[(str(d), str(d)) for d in range(10)]],
-                                       value="any", label="Digit (CVAE)", visible=False, filterable=False)
+                temperature = NumberSlider(
+                    0.1,
+                    3.0,
+                    value=1.0,
+                    step=0.1,
+                    label="Temperature",
+                    info="Scales the prior's spread: below 1 safer, above 1 wilder.",
+                )
+                seed = NumberBox(
+                    value=0,
+                    label="Seed",
+                    precision=None,
+                    minimum=0,
+                    elem_id="sample-seed",
+                    info="Same seed, same grid.",
+                )
+                digit_dd = gr.Dropdown(
+                    [("any (0-9 in turn)", "any"), *[(str(d), str(d)) for d in range(10)]],
+                    value="any",
+                    label="Digit (CVAE)",
+                    visible=False,
+                    filterable=False,
+                )
             smp_btn = gr.Button("Sample", variant="primary", elem_id="sample-go")
             with gr.Row():
                 smp_grid = out_image("Samples", "sample-grid")
             smp_file = gr.DownloadButton("Download PNG grid", visible=False, elem_id="sample-download")
         with gr.Tab("Interpolate"):
-            gr.Markdown("Two digits: upload one, or type its number in the dataset (0-9999). "
-                        "Straight (lerp) and spherical (slerp) paths between their codes.", elem_classes=["vd-hint"])
+            gr.Markdown(
+                "Two digits: upload one, or type its number in the dataset (0-9999). "
+                "Straight (lerp) and spherical (slerp) paths between their codes.",
+                elem_classes=["vd-hint"],
+            )
             with gr.Row():
                 with gr.Column():
                     a_img, a_idx, a_here = digit_picker("Start digit", "…or start at dataset digit #", 1)
@@ -190,15 +221,23 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
                 norm_plot = gr.Plot(label="‖z‖ along each path", elem_id="int-norms")
                 int_gif = gr.DownloadButton("Download animated GIF", visible=False)
         with gr.Tab("Traverse"):
-            gr.Markdown("Move one latent dimension at a time over ±span σ, keeping the others at the "
-                        "digit's own code. Dimensions are listed by how much the model uses them.",
-                        elem_classes=["vd-hint"])
+            gr.Markdown(
+                "Move one latent dimension at a time over ±span σ, keeping the others at the "
+                "digit's own code. Dimensions are listed by how much the model uses them.",
+                elem_classes=["vd-hint"],
+            )
             with gr.Row():
                 with gr.Column():
                     t_img, t_idx, t_here = digit_picker("Digit", "…or dataset digit #", 0)
                 with gr.Column(scale=2):
-                    dims = gr.Dropdown(label="Dimensions (most used first)", choices=[], value=[], multiselect=True,
-                                       allow_custom_value=True, info="Empty: the 8 most used.")
+                    dims = gr.Dropdown(
+                        label="Dimensions (most used first)",
+                        choices=[],
+                        value=[],
+                        multiselect=True,
+                        allow_custom_value=True,
+                        info="Empty: the 8 most used.",
+                    )
                     with gr.Row():
                         t_steps = NumberSlider(3, 31, value=9, step=2, label="Steps")
                         span = NumberSlider(0.5, 5.0, value=3.0, step=0.5, label="Span (σ)")
@@ -208,10 +247,12 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
             trv_gif = gr.DownloadButton("Download animated GIF", visible=False)
             kl_plot = gr.Plot(label="How much each dimension is used", elem_id="trv-kl")
         with gr.Tab("Export"):
-            gr.Markdown("Latent codes for the [TensorFlow Embedding Projector](https://projector.tensorflow.org): "
-                        "there, press *Load* and choose `tensors.tsv` and `metadata.tsv`. The zip also holds "
-                        "`sprite.png` and `projector_config.json` for hosting the bundle yourself.",
-                        elem_classes=["vd-hint"])
+            gr.Markdown(
+                "Latent codes for the [TensorFlow Embedding Projector](https://projector.tensorflow.org): "
+                "there, press *Load* and choose `tensors.tsv` and `metadata.tsv`. The zip also holds "
+                "`sprite.png` and `projector_config.json` for hosting the bundle yourself.",
+                elem_classes=["vd-hint"],
+            )
             exp_n = NumberSlider(500, inference.MAP_SIZE, value=2000, step=500, label="Digits to export")
             exp_btn = gr.Button("Export codes", variant="primary")
             exp_files = gr.File(label="Projector files", file_count="multiple", interactive=False)
@@ -225,13 +266,15 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
     smp_btn.click(samples.bind(sample), sample_inputs, list(samples), api_name="sample")
     smp_ck.input(controls.bind(sample_controls), smp_ck, list(controls), show_progress="hidden", **private)
     tab.select(refresh_checkpoint, smp_ck, smp_ck, show_progress="hidden", **private).then(
-        controls.bind(sample_controls), smp_ck, list(controls), show_progress="hidden", **private).then(
-        samples.bind(sample_first_visit), [*sample_inputs, smp_grid], list(samples), **private)
-    int_btn.click(walks.bind(interpolate), [smp_ck, a_img, b_img, a_idx, b_idx, steps], list(walks),
-                  api_name="interpolate")
+        controls.bind(sample_controls), smp_ck, list(controls), show_progress="hidden", **private
+    ).then(samples.bind(sample_first_visit), [*sample_inputs, smp_grid], list(samples), **private)
+    int_btn.click(
+        walks.bind(interpolate), [smp_ck, a_img, b_img, a_idx, b_idx, steps], list(walks), api_name="interpolate"
+    )
     for button, target in ((a_here, a_img), (b_here, b_img), (t_here, t_img)):
         button.click(endpoint_from_here, here, target, **private)
-    trv_btn.click(traversal.bind(traverse), [smp_ck, t_img, t_idx, dims, t_steps, span], list(traversal),
-                  api_name="traverse")
+    trv_btn.click(
+        traversal.bind(traverse), [smp_ck, t_img, t_idx, dims, t_steps, span], list(traversal), api_name="traverse"
+    )
     exp_btn.click(export_projector, [smp_ck, exp_n], exp_files, api_name="projector_export", concurrency_limit=1)
     return SampleTab(smp_ck)

@@ -16,7 +16,6 @@ from fastapi.responses import FileResponse, Response
 from .. import __version__
 from ..checkpoints import clean_stale
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
-from .about import health
 from .app import CSS, PAGE_JS, build_demo
 from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_sessions, share_the_queue
 from .latent_map import STATIC_ROUTE
@@ -67,7 +66,9 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
         return Response(sprite_png(), media_type="image/png", headers=cache)
 
     app = gr.mount_gradio_app(
-        app, demo, path="/",
+        app,
+        demo,
+        path="/",
         max_file_size=MAX_UPLOAD_BYTES,
         enable_monitoring=False,
         show_error=False,  # only gr.Error sentences reach the browser, never exception text
@@ -84,8 +85,9 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     demo.has_launched = True
     share_the_queue(demo._queue)  # one client holds at most a few places in the shared queue
     app.add_middleware(BodyLimit)  # bodies over the limit are refused before anything parses them
-    app.state.sweeper = TempSweeper(lambda: [Path(demo.GRADIO_CACHE)],
-                                    also=[sweep_exports, lambda: expire_idle_sessions(demo.state_holder)]).start()
+    app.state.sweeper = TempSweeper(
+        lambda: [Path(demo.GRADIO_CACHE)], also=[sweep_exports, lambda: expire_idle_sessions(demo.state_holder)]
+    ).start()
     return app
 
 

@@ -12,8 +12,9 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -30,8 +31,9 @@ NONE_CHOICE = ("— none —", "")
 EXPORT_DIR = Path(tempfile.gettempdir()) / "vaedemo-downloads"
 EXPORT_TTL_S = 3600
 
-_OOPS = ("Something went wrong on the server ({kind}). Try again, or pick another model; "
-         "the details are in the server log.")
+_OOPS = (
+    "Something went wrong on the server ({kind}). Try again, or pick another model; the details are in the server log."
+)
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -50,12 +52,14 @@ def as_gr_error(exc: Exception) -> gr.Error:
 def friendly(fn):
     """Wrap a handler (function or generator) so that every failure reaches the user as a gr.Error."""
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except Exception as exc:
                 raise as_gr_error(exc) from None
+
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -64,6 +68,7 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except Exception as exc:
             raise as_gr_error(exc) from None
+
     return wrapper
 
 
@@ -81,7 +86,7 @@ class Outputs:
     def __getitem__(self, name: str) -> Any:
         return self.components[name]
 
-    def only(self, *names: str) -> "Outputs":
+    def only(self, *names: str) -> Outputs:
         return Outputs(**{n: self.components[n] for n in names})
 
     def _map(self, values: dict) -> dict:
@@ -89,15 +94,18 @@ class Outputs:
 
     def bind(self, fn: Callable) -> Callable:
         if inspect.isgeneratorfunction(fn):
+
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 for values in fn(*args, **kwargs):
                     yield self._map(values)
+
             return gen_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             return self._map(fn(*args, **kwargs))
+
         return wrapper
 
 

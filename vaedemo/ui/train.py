@@ -15,11 +15,17 @@ from .components import NumberBox, NumberSlider, strip_image
 from .shared import Outputs, friendly, refresh_checkpoint, refresh_compare, strip
 
 MODEL_KINDS = [(REGISTRY[kind].title, kind) for kind in ("vae", "conv-vae", "cvae", "ae", "gan") if kind in REGISTRY]
-PRIOR_CHOICES = [("N(0, I), the standard VAE", 0), ("learnt: a mixture of 10 Gaussians", 10),
-                 ("learnt: a mixture of 100 Gaussians", 100)]
+PRIOR_CHOICES = [
+    ("N(0, I), the standard VAE", 0),
+    ("learnt: a mixture of 10 Gaussians", 10),
+    ("learnt: a mixture of 100 Gaussians", 100),
+]
 PRIOR_INFO = "A learnt prior follows the codes, so more samples read as digits."
-PRECISION_CHOICES = [("auto: bf16 where this machine computes it natively", "auto"), ("fp32", "fp32"),
-                     ("bf16 (mixed precision)", "bf16")]
+PRECISION_CHOICES = [
+    ("auto: bf16 where this machine computes it natively", "auto"),
+    ("fp32", "fp32"),
+    ("bf16 (mixed precision)", "bf16"),
+]
 CONCURRENCY = 4  # training streams followed at once (one run trains; the others are told it is busy)
 
 
@@ -37,9 +43,11 @@ def progress_html(u: jobs.TrainUpdate | None, text: str = "") -> str:
         parts.append(f"about {duration(u.eta_s)} left")
     if u.samples_per_s:
         parts.append(f"{u.samples_per_s:,.0f} samples/s")
-    return (f"<div class='vd-progress' role='progressbar' aria-valuenow='{pct:.0f}' aria-valuemin='0' "
-            f"aria-valuemax='100'><div class='vd-bar' style='width:{pct:.1f}%'></div></div>"
-            f"<div class='vd-progress-text'>{' · '.join(parts)}</div>")
+    return (
+        f"<div class='vd-progress' role='progressbar' aria-valuenow='{pct:.0f}' aria-valuemin='0' "
+        f"aria-valuemax='100'><div class='vd-bar' style='width:{pct:.1f}%'></div></div>"
+        f"<div class='vd-progress-text'>{' · '.join(parts)}</div>"
+    )
 
 
 def _auto_name(kind: str) -> str:
@@ -58,11 +66,15 @@ def update_view(u: jobs.TrainUpdate) -> dict:
     if u.preview_recon is not None:
         shown["recon"] = exports.image_grid(np.stack([u.preview_originals, u.preview_recon]), scale=3, pad=2)
     if u.prior_samples is not None:
-        shown["prior"] = (exports.image_grid(u.prior_samples, ncols=8, scale=2, pad=2) if u.d_real is not None
-                          else strip(u.prior_samples))
+        shown["prior"] = (
+            exports.image_grid(u.prior_samples, ncols=8, scale=2, pad=2)
+            if u.d_real is not None
+            else strip(u.prior_samples)
+        )
     if u.map_coords is not None:
-        shown["live"] = plots.latent_scatter(u.map_coords, u.map_labels, marker_size=5,
-                                             title=f"Validation codes after epoch {u.epoch}")
+        shown["live"] = plots.latent_scatter(
+            u.map_coords, u.map_labels, marker_size=5, title=f"Validation codes after epoch {u.epoch}"
+        )
     shown["status"] = u.message
     if u.error:
         shown["status"] = f"**Training failed:** {u.error}"
@@ -72,17 +84,35 @@ def update_view(u: jobs.TrainUpdate) -> dict:
 
 
 @friendly
-def train(model="vae", dataset="mnist-10k", latent_dim=2, beta=1.0, epochs=5, batch_size=128,
-          lr=0.001, name="", prior=0, precision="auto"):
+def train(
+    model="vae",
+    dataset="mnist-10k",
+    latent_dim=2,
+    beta=1.0,
+    epochs=5,
+    batch_size=128,
+    lr=0.001,
+    name="",
+    prior=0,
+    precision="auto",
+):
     """/train (streaming): start a run and yield progress, loss curves, previews and the live map."""
     policy = jobs.training_policy()
     if not policy["enabled"]:
         raise ValueError("Training is turned off on this server.")
     vae = model not in ("ae", "gan")
-    spec = {"model": model, "dataset": dataset, "latent_dim": latent_dim,
-            "beta": beta if vae else None, "prior_components": prior if vae else None,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "precision": precision or "auto",
-            "name": (name or "").strip() or _auto_name(str(model))}
+    spec = {
+        "model": model,
+        "dataset": dataset,
+        "latent_dim": latent_dim,
+        "beta": beta if vae else None,
+        "prior_components": prior if vae else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "precision": precision or "auto",
+        "name": (name or "").strip() or _auto_name(str(model)),
+    }
     job = jobs.TRAINER.start(spec)
     yield from _follow(job, spec["name"])
 
@@ -115,8 +145,10 @@ def interrupted_runs() -> list[tuple[str, str]]:
 
 def resume_controls() -> dict:
     options = interrupted_runs()
-    return {"row": gr.update(visible=bool(options)),
-            "choice": gr.update(choices=options, value=options[0][1] if options else None)}
+    return {
+        "row": gr.update(visible=bool(options)),
+        "choice": gr.update(choices=options, value=options[0][1] if options else None),
+    }
 
 
 @friendly
@@ -139,15 +171,19 @@ def train_status():
     s = jobs.TRAINER.status()
     if not s["busy"]:
         return "No training run is going: you can start one."
-    return (f"**Busy:** the trainer is working on **{s['name']}** ({100 * s['fraction']:.0f}% done, about "
-            f"{duration(s['eta_s'])} left). You can start a run once it ends.")
+    return (
+        f"**Busy:** the trainer is working on **{s['name']}** ({100 * s['fraction']:.0f}% done, about "
+        f"{duration(s['eta_s'])} left). You can start a run once it ends."
+    )
 
 
 def on_model_kind(kind):
     vae = kind not in ("ae", "gan")
     why = {"ae": "A plain AE has", "gan": "A GAN has"}.get(kind, "")
-    return (gr.update(interactive=vae, info="β weighs the KL term (β-VAE)." if vae else f"{why} no KL term."),
-            gr.update(interactive=vae, info=PRIOR_INFO if vae else f"{why} no learnt prior: it samples N(0, I)."))
+    return (
+        gr.update(interactive=vae, info="β weighs the KL term (β-VAE)." if vae else f"{why} no KL term."),
+        gr.update(interactive=vae, info=PRIOR_INFO if vae else f"{why} no learnt prior: it samples N(0, I)."),
+    )
 
 
 def refresh_all(rec, cmp, map_, smp) -> tuple:
@@ -168,8 +204,10 @@ def _caps(policy: dict) -> str:
         caps.append(f"{duration(policy['max_train_seconds'])} per run")
     text = "This server allows " + ", ".join(caps) + "; one run at a time."
     if policy.get("max_visitor_runs"):
-        text += (f" Runs trained here are listed as visitor runs and the newest {policy['max_visitor_runs']} are "
-                 "kept: the oldest is removed first.")
+        text += (
+            f" Runs trained here are listed as visitor runs and the newest {policy['max_visitor_runs']} are "
+            "kept: the oldest is removed first."
+        )
     return text
 
 
@@ -178,38 +216,72 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
     private = {"api_visibility": "private"}
     policy = jobs.training_policy()
     if not policy["enabled"]:
-        gr.Markdown("### Training is turned off on this server\nThis public demo only runs the models it ships with, "
-                    "so that one visitor's run cannot slow everyone down. To train your own, run the app on your "
-                    "machine (`make run`) or use `python -m vaedemo train`.", elem_id="train-off")
+        gr.Markdown(
+            "### Training is turned off on this server\nThis public demo only runs the models it ships with, "
+            "so that one visitor's run cannot slow everyone down. To train your own, run the app on your "
+            "machine (`make run`) or use `python -m vaedemo train`.",
+            elem_id="train-off",
+        )
         return TrainTab(False)
     job = gr.State(None)  # this user's training job id
     busy_md = gr.Markdown(train_status(), elem_id="train-busy")
     waiting = interrupted_runs()
     with gr.Row(visible=bool(waiting), elem_id="train-resume") as resume_row:
-        gr.Markdown("**An interrupted run can be continued** from its last saved epoch (a run is saved at "
-                    "every epoch's end, so a crash or a restart loses at most one epoch).")
-        resume_choice = gr.Dropdown(waiting, value=waiting[0][1] if waiting else None, label="Interrupted run",
-                                    filterable=False, elem_id="train-resume-choice")
+        gr.Markdown(
+            "**An interrupted run can be continued** from its last saved epoch (a run is saved at "
+            "every epoch's end, so a crash or a restart loses at most one epoch)."
+        )
+        resume_choice = gr.Dropdown(
+            waiting,
+            value=waiting[0][1] if waiting else None,
+            label="Interrupted run",
+            filterable=False,
+            elem_id="train-resume-choice",
+        )
         resume_btn = gr.Button("Continue it", elem_id="train-resume-go", scale=0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             t_model = gr.Dropdown(MODEL_KINDS, value="vae", label="Model", filterable=False)
-            t_data = gr.Dropdown(list(DATASETS), value="mnist-10k", label="Dataset",
-                                 info="mnist-10k ships with the app; the others download once.", filterable=False)
-            t_latent = NumberBox(value=2, label="Latent size", precision=None, minimum=1, maximum=1024,
-                                 info="2 draws a map you can read directly, plus a manifold grid.")
+            t_data = gr.Dropdown(
+                list(DATASETS),
+                value="mnist-10k",
+                label="Dataset",
+                info="mnist-10k ships with the app; the others download once.",
+                filterable=False,
+            )
+            t_latent = NumberBox(
+                value=2,
+                label="Latent size",
+                precision=None,
+                minimum=1,
+                maximum=1024,
+                info="2 draws a map you can read directly, plus a manifold grid.",
+            )
             t_beta = NumberBox(value=1.0, label="β", precision=None, minimum=0, info="β weighs the KL term (β-VAE).")
-            t_prior = gr.Dropdown(PRIOR_CHOICES, value=0, label="Prior", info=PRIOR_INFO, filterable=False,
-                                  elem_id="train-prior-kind")
-            t_epochs = NumberSlider(1, policy["max_epochs"], value=min(5, policy["max_epochs"]), step=1,
-                                    label="Epochs", elem_id="train-epochs")
+            t_prior = gr.Dropdown(
+                PRIOR_CHOICES, value=0, label="Prior", info=PRIOR_INFO, filterable=False, elem_id="train-prior-kind"
+            )
+            t_epochs = NumberSlider(
+                1,
+                policy["max_epochs"],
+                value=min(5, policy["max_epochs"]),
+                step=1,
+                label="Epochs",
+                elem_id="train-epochs",
+            )
             t_batch = gr.Dropdown([32, 64, 128, 256, 512], value=128, label="Batch size", filterable=False)
             t_lr = NumberBox(value=0.001, label="Learning rate", precision=None, minimum=0)
-            t_precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label="Precision", filterable=False,
-                                      info="bf16 runs the networks about twice as fast where the CPU has it; "
-                                           "the losses stay float32.", elem_id="train-precision")
-            t_name = gr.Textbox(value="", label="Name", placeholder="left empty: vae-<date>-<time>", max_length=64,
-                                elem_id="train-name")
+            t_precision = gr.Dropdown(
+                PRECISION_CHOICES,
+                value="auto",
+                label="Precision",
+                filterable=False,
+                info="bf16 runs the networks about twice as fast where the CPU has it; the losses stay float32.",
+                elem_id="train-precision",
+            )
+            t_name = gr.Textbox(
+                value="", label="Name", placeholder="left empty: vae-<date>-<time>", max_length=64, elem_id="train-name"
+            )
             with gr.Row():
                 t_start = gr.Button("Start", variant="primary", elem_id="train-start")
                 t_stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -226,17 +298,23 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
                 with gr.Column():
                     t_prior_img = strip_image("Samples from the prior", "train-prior")
 
-    out = Outputs(progress=t_progress, loss=t_loss, recon=t_recon, prior=t_prior_img, live=t_live, status=t_status,
-                  job=job)
+    out = Outputs(
+        progress=t_progress, loss=t_loss, recon=t_recon, prior=t_prior_img, live=t_live, status=t_status, job=job
+    )
     t_model.change(on_model_kind, t_model, [t_beta, t_prior], show_progress="hidden", **private)
-    t_start.click(out.bind(train),
-                  [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name, t_prior, t_precision],
-                  list(out), api_name="train", concurrency_limit=CONCURRENCY).then(
-        refresh_all, model_lists, model_lists, show_progress="hidden", **private)
+    t_start.click(
+        out.bind(train),
+        [t_model, t_data, t_latent, t_beta, t_epochs, t_batch, t_lr, t_name, t_prior, t_precision],
+        list(out),
+        api_name="train",
+        concurrency_limit=CONCURRENCY,
+    ).then(refresh_all, model_lists, model_lists, show_progress="hidden", **private)
     resume_btn.click(out.bind(resume), resume_choice, list(out), concurrency_limit=CONCURRENCY, **private).then(
-        refresh_all, model_lists, model_lists, show_progress="hidden", **private)
+        refresh_all, model_lists, model_lists, show_progress="hidden", **private
+    )
     t_stop.click(stop_training, job, t_status, concurrency_limit=None, **private)
     resumable = Outputs(row=resume_row, choice=resume_choice)
     tab.select(train_status, None, busy_md, show_progress="hidden", **private).then(
-        resumable.bind(resume_controls), None, list(resumable), show_progress="hidden", **private)
+        resumable.bind(resume_controls), None, list(resumable), show_progress="hidden", **private
+    )
     return TrainTab(True)
