@@ -1,4 +1,5 @@
-"""Launch the real app in a subprocess on a free port, for latency, cold-start and memory figures."""
+"""Launch the real app (and the latency floor app) in a subprocess on a free port, for latency, cold-start
+and memory figures."""
 
 from __future__ import annotations
 
@@ -39,30 +40,28 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def launched_app(env: dict | None = None, timeout: float = 120.0):
-    """Yield (url, process, seconds to the first successful /health)."""
-    from gradio_client import Client
-
+def launched(argv: list[str], probe, env: dict | None = None, timeout: float = 120.0):
+    """Start ``argv`` (a Gradio server) on a free port; yield (url, process, seconds until ``probe(url)``
+    first succeeds)."""
     port = free_port()
     full_env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     ready = None
     try:
         while time.perf_counter() - start < timeout:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}")
+                raise RuntimeError(f"{' '.join(argv[1:])} exited with {proc.returncode}")
             try:
-                Client(url, verbose=False).predict(api_name="/health")
+                probe(url)
                 ready = time.perf_counter() - start
                 break
             except Exception:
                 time.sleep(0.1)
         if ready is None:
-            raise RuntimeError("the app did not answer /health in time")
+            raise RuntimeError(f"{' '.join(argv[1:])} did not answer in time")
         yield url, proc, ready
     finally:
         proc.terminate()
@@ -70,3 +69,29 @@ def launched_app(env: dict | None = None, timeout: float = 120.0):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _health(url: str) -> None:
+    from gradio_client import Client
+
+    Client(url, verbose=False).predict(api_name="/health")
+
+
+def _api(url: str) -> None:
+    from gradio_client import Client
+
+    Client(url, verbose=False)
+
+
+@contextmanager
+def launched_app(env: dict | None = None, timeout: float = 120.0):
+    """The real app: yield (url, process, seconds to the first successful /health)."""
+    with launched([sys.executable, "app.py"], _health, env, timeout) as started:
+        yield started
+
+
+@contextmanager
+def launched_floor(timeout: float = 120.0):
+    """The latency floor (benchmarks/floor_app.py): yield (url, process, seconds until it answers)."""
+    with launched([sys.executable, "-m", "benchmarks.floor_app"], _api, None, timeout) as started:
+        yield started

@@ -60,8 +60,9 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     assert results["maps"]["n"] == 300 and 0 <= results["maps"]["knn10_app"] <= 1
     lat = results["latency"]
     assert lat["cold_start_s"] > 0 and lat["memory"]["rest_mb"] > 0
-    endpoints = ("/health", "/reconstruct", "/sample", "/interpolate", "/latent_map")
+    endpoints = ("floor", "/health", "/reconstruct", "/sample", "/interpolate", "/latent_map")
     assert all(lat[name]["p50_ms"] > 0 for name in endpoints)
+    assert all(lat[name]["vs_floor_p50"] > 0 for name in endpoints[1:])
     text = render(results)
     assert "## 1. Training throughput" in text and "## 5. Memory" in text and "| vae |" in text
-    assert "Quality parity" in text
+    assert "Quality parity" in text and "p50 ÷ floor p50" in text

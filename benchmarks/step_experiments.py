@@ -1,0 +1,122 @@
+"""The training-step variants tried for issue 17, timed side by side: ``python -m benchmarks.step_experiments``.
+
+Each variant is one step as ``training.train`` runs it (batch 128), changed in one respect:
+
+- ``engine``: what train() does (fused Adam; bf16 layers with float32 losses via ``networks_in``);
+- ``adam-loop``: Adam's default single-tensor loop instead of the fused kernel (what train() used before);
+- ``autocast-all``: autocast around the whole forward, losses included (the old ``--amp`` on CUDA);
+- ``channels-last``: conv weights and activations in channels-last layout (conv models only);
+- ``slices``: batches as slices of a per-epoch shuffled copy instead of gathered by index (copy included);
+- ``compile``: ``torch.compile`` of the forward and loss (inductor, default mode; compile time reported apart).
+
+Other processes share the cores, so each figure is the best of many short interleaved bursts.
+Not part of ``make bench`` (compiling takes a while); its findings are in benchmarks/notes.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from vaedemo.data import mnist10k, to_unit_float
+from vaedemo.models import build_model
+from vaedemo.training import make_adam, networks_in
+
+VARIANTS = ("engine", "adam-loop", "autocast-all", "channels-last", "slices", "compile")
+
+
+def make_step(kind: str, precision: str, variant: str, x: torch.Tensor, batch: int = 128):
+    torch.manual_seed(0)
+    model = build_model(kind).train()
+    low = torch.bfloat16 if precision == "bf16" else None
+    cl = variant == "channels-last"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    if variant == "adam-loop":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        opt = make_adam(model.parameters(), lr=1e-3)
+    steps_per_epoch = len(x) // batch
+    state = {"i": 0, "perm": None}
+
+    def forward(xb):
+        if variant == "autocast-all":
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low is not None):
+                return model(xb, None, beta=model.beta).loss.total
+        with networks_in(model, low, "cpu"):
+            return model(xb, None, beta=model.beta).loss.total
+
+    fwd = forward
+    if variant == "compile":  # the bf16 wrappers stay on for good, so the compiled graph's guards hold
+        networks_in(model, low, "cpu").__enter__()
+        fwd = torch.compile(lambda xb: model(xb, None, beta=model.beta).loss.total)
+
+    def step():
+        i = state["i"] % steps_per_epoch
+        state["i"] += 1
+        if variant == "slices":
+            if i == 0:
+                state["perm"] = x[torch.randperm(len(x))]
+            xb = state["perm"][i * batch : (i + 1) * batch]
+        else:
+            xb = x[torch.randint(0, len(x), (batch,))]
+        if cl:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        loss = fwd(xb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def run(kinds=("vae", "ae", "conv-vae"), precisions=("fp32", "bf16"), variants=VARIANTS, bursts: int = 12,
+        burst_steps: int = 10) -> dict:
+    x = to_unit_float(mnist10k().x_train)
+    steps, warm = {}, {}
+    for kind in kinds:
+        for p in precisions:
+            for v in variants:
+                if v == "channels-last" and kind == "vae":
+                    continue
+                if v == "autocast-all" and p == "fp32":
+                    continue
+                step = make_step(kind, p, v, x)
+                start = time.perf_counter()
+                for _ in range(3):
+                    step()
+                warm[(kind, p, v)] = time.perf_counter() - start
+                steps[(kind, p, v)] = step
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(bursts):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(burst_steps):
+                step()
+            best[key] = min(best[key], (time.perf_counter() - start) / burst_steps)
+    out = {}
+    for (kind, p, v), seconds in best.items():
+        base = best[(kind, p, "engine")]
+        out[f"{kind}/{p}/{v}"] = {"ms_per_step": 1000 * seconds, "vs_engine": seconds / base,
+                                  "first_3_steps_s": warm[(kind, p, v)]}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.step_experiments")
+    ap.add_argument("--kinds", default="vae,ae,conv-vae")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--bursts", type=int, default=12)
+    args = ap.parse_args()
+    res = run(args.kinds.split(","), args.precisions.split(","), args.variants.split(","), bursts=args.bursts)
+    print("| model / precision / variant | ms per step | ÷ engine | first 3 steps (s) |")
+    print("| --- | --- | --- | --- |")
+    for name, r in res.items():
+        print(f"| {name} | {r['ms_per_step']:.2f} | {r['vs_engine']:.2f} | {r['first_3_steps_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
