@@ -1,23 +1,30 @@
-// Latent map: a plotly.js scatter inside a gr.HTML component (runs as its js_on_load).
+// Latent map: plotly.js scatters inside a gr.HTML component (runs as its js_on_load).
 //
-// Gradio provides `element` (this component's root), `props` (props.value is the JSON map
-// payload built by vaedemo/ui.py), `trigger(name, data)` (fires a Python event) and `watch`.
+// Gradio provides `element` (this component's root), `props` (props.value is the JSON map payload built
+// by vaedemo/ui/latent_map.py), `trigger(name, data)` (fires a Python event) and `watch`.
 // Hovering a point draws its digit from a sprite of the bundled digits; clicking a point fires
-// 'point_click', clicking empty space (or anywhere, with the decode toggle on) fires 'space_click'.
-// Served from vaedemo/static and read by vaedemo/ui.py; plotly.js comes from the plotly package.
+// 'point_click', clicking empty space (or anywhere, with the decode toggle on) fires 'space_click', a lasso
+// or box fires 'map_select' with the selected digits' numbers. With a compared model, a second map of the
+// same digits is drawn beside the first: hovering a digit in one rings it in the other, and a selection in
+// one selects the same digits in both. Served from vaedemo/static; plotly.js comes from the plotly package.
 
-const plotDiv = element.querySelector('.lm-plot');
+const root = element.querySelector('.lm-root');
+const plotDivs = [element.querySelector('.lm-plot-a'), element.querySelector('.lm-plot-b')];
 const tip = element.querySelector('.lm-tip');
 const tipCanvas = element.querySelector('.lm-tip canvas');
 const tipText = element.querySelector('.lm-tip-text');
 const statusLine = element.querySelector('.lm-status');
 const decodeToggle = element.querySelector('.lm-decode-toggle');
 const PICK_RADIUS = 8; // px: a click this close to a point picks it; farther away decodes the place
+const MARKERS = ['picked', 'decoded', 'linked']; // the last three traces of every map, in this order
 
-let data = null;        // the parsed payload
+let payload = null;     // the parsed payload
+let views = [];         // one per drawn map: {div, d, which, at: Map(digit number → payload index)}
 let sprite = null;      // <img> of the digit sprite
 let downAt = null;      // where the mouse went down, to ignore drags
-let handlersBound = false;
+let travel = 0;         // how far it moved while down: a lasso can end where it started
+const bound = new Set(); // plot divs whose plotly handlers are bound
+let windowBound = false;
 
 function webglAvailable() {
   try {
@@ -41,15 +48,15 @@ function loadSprite(spec) {
   sprite.src = spec.url;
 }
 
-function drawThumb(i) {
-  const s = data.sprite;
-  const idx = data.index[i];
+function drawThumb(view, i) {
+  const s = payload.sprite;
+  const idx = view.d.index[i];
   const ctx = tipCanvas.getContext('2d');
   ctx.imageSmoothingEnabled = false;
   ctx.fillStyle = '#000';
   ctx.fillRect(0, 0, tipCanvas.width, tipCanvas.height);
   if (!sprite || !sprite.complete || !sprite.naturalWidth) {
-    if (sprite) sprite.onload = () => { if (tip.dataset.point === String(i)) drawThumb(i); };
+    if (sprite) sprite.onload = () => { if (tip.dataset.point === String(i)) drawThumb(view, i); };
     return;
   }
   const col = idx % s.cols;
@@ -57,22 +64,29 @@ function drawThumb(i) {
   ctx.drawImage(sprite, col * s.size, row * s.size, s.size, s.size, 0, 0, tipCanvas.width, tipCanvas.height);
 }
 
-function plotOffset() {
-  // The plot area's top-left corner, relative to plotDiv.
-  const size = plotDiv._fullLayout._size;
-  return [size.l, size.t];
+function plotOffset(div) {
+  // The plot area's top-left corner, relative to the stage.
+  const size = div._fullLayout._size;
+  return [div.offsetLeft + size.l, div.offsetTop + size.t];
 }
 
-function showTip(p) {
+function fmt(v) {
+  return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(3);
+}
+
+function showTip(view, p) {
   const i = p.customdata;
+  const d = view.d;
   tip.dataset.point = String(i);
-  tip.dataset.index = String(data.index[i]);
-  drawThumb(i);
-  tipText.textContent = 'digit ' + data.classes[data.label[i]] + ' · #' + data.index[i];
-  const [ox, oy] = plotOffset();
+  tip.dataset.index = String(d.index[i]);
+  drawThumb(view, i);
+  let text = 'digit ' + payload.classes[d.label[i]] + ' · #' + d.index[i];
+  if (d.values) text += ' · ' + fmt(d.values[i]);
+  tipText.textContent = text;
+  const [ox, oy] = plotOffset(view.div);
   const px = ox + p.xaxis.l2p(p.x);
   const py = oy + p.yaxis.l2p(p.y);
-  const w = plotDiv.clientWidth;
+  const w = root.clientWidth;
   const left = px + 14 + 130 > w ? px - 14 - 130 : px + 14;
   tip.style.left = Math.max(0, left) + 'px';
   tip.style.top = Math.max(0, py - 70) + 'px';
@@ -84,53 +98,88 @@ function hideTip() {
   tip.dataset.point = '';
 }
 
-function nearestPoint(px, py) {
+function nearestPoint(view, px, py) {
   // The visible map point nearest to (px, py) in plot-area pixels: [payload index, distance].
-  const fl = plotDiv._fullLayout;
+  const fl = view.div._fullLayout;
   let best = -1, bestD = Infinity;
-  for (const tr of plotDiv.data) {
+  for (const tr of view.div.data) {
     if (!tr.customdata || tr.visible === 'legendonly' || tr.visible === false) continue;
     for (let k = 0; k < tr.x.length; k++) {
-      const d = Math.hypot(fl.xaxis.l2p(tr.x[k]) - px, fl.yaxis.l2p(tr.y[k]) - py);
-      if (d < bestD) { bestD = d; best = tr.customdata[k]; }
+      const dd = Math.hypot(fl.xaxis.l2p(tr.x[k]) - px, fl.yaxis.l2p(tr.y[k]) - py);
+      if (dd < bestD) { bestD = dd; best = tr.customdata[k]; }
     }
   }
   return [best, bestD];
 }
 
-function setMarker(name, x, y) {
-  // Traces 'picked' and 'decoded' are the last two; move the one asked for.
-  const k = name === 'picked' ? plotDiv.data.length - 2 : plotDiv.data.length - 1;
-  Plotly.restyle(plotDiv, { x: [[x]], y: [[y]] }, [k]);
+function setMarker(view, name, x, y) {
+  const k = view.div.data.length - MARKERS.length + MARKERS.indexOf(name);
+  Plotly.restyle(view.div, { x: [x === null ? [] : [x]], y: [y === null ? [] : [y]] }, [k]);
 }
 
-function buildTraces(d) {
+function pointTraces(view) {
+  // Indices of the traces that hold the map's digits (they carry customdata).
+  const out = [];
+  view.div.data.forEach((tr, k) => { if (tr.customdata) out.push(k); });
+  return out;
+}
+
+function buildTraces(view) {
+  const d = view.d;
   const traces = [];
   const kind = USE_GL ? 'scattergl' : 'scatter';
-  for (let c = 0; c < d.classes.length; c++) {
-    const xs = [], ys = [], cd = [];
-    for (let i = 0; i < d.x.length; i++) {
-      if (d.label[i] === c) { xs.push(d.x[i]); ys.push(d.y[i]); cd.push(i); }
-    }
-    if (!xs.length) continue;
+  const size = payload.marker_size || 5;
+  const faded = { marker: { opacity: 0.12 } };
+  if (d.values) {
+    // One trace on a continuous scale, with its colour bar.
     traces.push({
-      type: kind, mode: 'markers', name: d.classes[c], x: xs, y: ys, customdata: cd,
-      hoverinfo: 'none',
-      marker: { size: d.marker_size || 5, color: d.colours[c % d.colours.length], opacity: 0.75 },
+      type: kind, mode: 'markers', name: d.colour_title, x: d.x, y: d.y, customdata: d.x.map((_, i) => i),
+      hoverinfo: 'none', showlegend: false, unselected: faded,
+      marker: {
+        size: size, color: d.values, colorscale: 'Viridis', opacity: 0.8, showscale: true,
+        colorbar: { title: { text: d.colour_title, side: 'right' }, thickness: 14, len: 0.9 },
+      },
     });
+  } else {
+    for (let c = 0; c < payload.classes.length; c++) {
+      const xs = [], ys = [], cd = [];
+      for (let i = 0; i < d.x.length; i++) {
+        if (d.label[i] === c) { xs.push(d.x[i]); ys.push(d.y[i]); cd.push(i); }
+      }
+      if (!xs.length) continue;
+      traces.push({
+        type: kind, mode: 'markers', name: payload.classes[c], x: xs, y: ys, customdata: cd,
+        hoverinfo: 'none', unselected: faded,
+        marker: { size: size, color: payload.colours[c % payload.colours.length], opacity: 0.75 },
+      });
+    }
   }
   // Markers go in the same (WebGL) layer as the points, after them, so they are drawn on top.
-  if (d.prior) {
+  if (view.which === 'a' && payload.prior) {
     traces.push({
-      type: kind, mode: 'markers', name: "prior's centres", x: d.prior.x, y: d.prior.y,
+      type: kind, mode: 'markers', name: "prior's centres", x: payload.prior.x, y: payload.prior.y,
       hoverinfo: 'none',
       marker: { symbol: 'diamond', size: 9, color: 'rgba(60,60,60,0.85)', line: { color: '#fff', width: 1 } },
     });
   }
-  if (d.here) {
+  if (view.which === 'a' && payload.here) {
+    if (payload.cloud) {
+      // q(z|x): its draws and, for PCA, its 95% ellipse; toggled with "your digit" in the legend.
+      traces.push({
+        type: kind, mode: 'markers', name: 'q(z|x) draws', x: payload.cloud.x, y: payload.cloud.y,
+        legendgroup: 'here', showlegend: false, hoverinfo: 'skip',
+        marker: { size: 3, color: 'rgba(17,17,17,0.55)' },
+      });
+      if (payload.cloud.ellipse) {
+        traces.push({
+          type: 'scatter', mode: 'lines', name: 'q(z|x) 95%', x: payload.cloud.ellipse.x, y: payload.cloud.ellipse.y,
+          legendgroup: 'here', showlegend: false, hoverinfo: 'skip', line: { color: '#111', width: 2, dash: 'dot' },
+        });
+      }
+    }
     traces.push({
-      type: kind, mode: 'markers', name: 'your digit', x: [d.here[0]], y: [d.here[1]],
-      hoverinfo: 'none',
+      type: kind, mode: 'markers', name: 'your digit', x: [payload.here[0]], y: [payload.here[1]],
+      legendgroup: 'here', hoverinfo: 'none',
       marker: { symbol: 'star', size: 24, color: '#111', line: { color: '#ffd400', width: 2 } },
     });
   }
@@ -142,63 +191,165 @@ function buildTraces(d) {
     type: kind, mode: 'markers', name: 'decoded', x: [], y: [], showlegend: false, hoverinfo: 'skip',
     marker: { symbol: 'x-thin-open', size: 16, color: '#d00', line: { width: 3, color: '#d00' } },
   });
+  traces.push({
+    type: kind, mode: 'markers', name: 'linked', x: [], y: [], showlegend: false, hoverinfo: 'skip',
+    marker: { symbol: 'circle-open', size: 20, color: '#e0115f', line: { width: 3, color: '#e0115f' } },
+  });
   return traces;
 }
 
-function bindHandlers() {
-  if (handlersBound) return;
-  handlersBound = true;
-  plotDiv.on('plotly_hover', (ev) => {
-    const p = ev.points && ev.points[0];
-    if (!data || !p || p.customdata === undefined || p.customdata === null) return;
-    showTip(p);
+function other(view) {
+  return views.find(v => v !== view) || null;
+}
+
+function linkHover(view, i) {
+  // Ring the same digit in the other map.
+  const w = other(view);
+  if (!w) return;
+  const idx = view.d.index[i];
+  const j = w.at.get(idx);
+  if (j === undefined) return;
+  setMarker(w, 'linked', w.d.x[j], w.d.y[j]);
+  root.dataset.linked = String(idx);
+}
+
+function unlinkHover(view) {
+  const w = other(view);
+  if (w) setMarker(w, 'linked', null, null);
+  root.dataset.linked = '';
+}
+
+function selectIn(view, indices) {
+  // Select the digits numbered `indices` in map `view` (null clears its selection).
+  const want = indices === null ? null : new Set(indices);
+  const ks = pointTraces(view);
+  const sel = ks.map(k => {
+    if (want === null) return null;
+    const cd = view.div.data[k].customdata;
+    const out = [];
+    for (let m = 0; m < cd.length; m++) if (want.has(view.d.index[cd[m]])) out.push(m);
+    return out;
   });
-  plotDiv.on('plotly_unhover', hideTip);
+  Plotly.restyle(view.div, { selectedpoints: sel }, ks);
+}
+
+function currentSlot() {
+  const r = element.querySelector('.lm-slot:checked');
+  return r ? r.value : 'a';
+}
+
+function bindView(view) {
+  const div = view.div;
+  if (bound.has(div)) return;
+  bound.add(div);
+  div.on('plotly_hover', (ev) => {
+    const v = views.find(x => x.div === div);
+    const p = ev.points && ev.points[0];
+    if (!v || !p || p.customdata === undefined || p.customdata === null || !p.data.customdata) return;
+    showTip(v, p);
+    linkHover(v, p.customdata);
+  });
+  div.on('plotly_unhover', () => {
+    const v = views.find(x => x.div === div);
+    hideTip();
+    if (v) unlinkHover(v);
+  });
+  div.on('plotly_selected', (ev) => {
+    const v = views.find(x => x.div === div);
+    if (!v || !ev || !ev.points) return;
+    const indices = [];
+    for (const p of ev.points) {
+      if (p.data && p.data.customdata && p.customdata !== undefined) indices.push(v.d.index[p.customdata]);
+    }
+    const w = other(v);
+    if (w) selectIn(w, indices);
+    if (!indices.length) return;
+    const slot = currentSlot();
+    root.dataset.selected = String(indices.length);
+    setStatus('Selected ' + indices.length + ' digits into ' + slot.toUpperCase() + ': their grid is under the map.');
+    trigger('map_select', { slot: slot, indices: indices, which: v.which });
+  });
+  div.on('plotly_deselect', () => {
+    const v = views.find(x => x.div === div);
+    const w = v && other(v);
+    if (w) selectIn(w, null);
+  });
+  div.addEventListener('mouseleave', hideTip);
   // plotly covers the page while the button is down, so the browser's 'click' never reaches the
   // plot, and its own plotly_click can come late or name a stale hovered point: watch the press
   // and the release, and find the clicked point ourselves.
-  plotDiv.addEventListener('pointerdown', (ev) => { downAt = [ev.clientX, ev.clientY]; }, true);
-  const onRelease = (ev) => {
-    if (!data || !downAt || !document.body.contains(plotDiv)) return;
-    const moved = Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]);
-    downAt = null;
-    if (moved > 4) return; // that was a drag (zoom or pan), not a click
-    const drag = plotDiv.querySelector('.nsewdrag');
-    if (!drag) return;
-    const r = drag.getBoundingClientRect();
-    if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
-    const px = ev.clientX - r.left, py = ev.clientY - r.top;
-    const [i, dist] = nearestPoint(px, py);
-    if (!decodeToggle.checked && i >= 0 && dist <= PICK_RADIUS) {
-      setMarker('picked', data.x[i], data.y[i]);
-      setStatus('Clicked digit #' + data.index[i] + ' (label ' + data.classes[data.label[i]] + '): it and its reconstruction are on the right.');
-      trigger('point_click', { index: data.index[i], label: data.label[i], x: data.x[i], y: data.y[i] });
-      return;
-    }
-    const fl = plotDiv._fullLayout;
-    const x = fl.xaxis.p2l(px), y = fl.yaxis.p2l(py);
-    setMarker('decoded', x, y);
-    setStatus('Clicked the place (' + x.toFixed(2) + ', ' + y.toFixed(2) + '), marked ×: its decode is on the right.');
-    trigger('space_click', { x: x, y: y });
-  };
-  window.addEventListener('pointerup', onRelease, true);
-  plotDiv.addEventListener('mouseleave', hideTip);
+  div.addEventListener('pointerdown', (ev) => { downAt = [ev.clientX, ev.clientY]; travel = 0; }, true);
   if (window.ResizeObserver) {
     // The map may be drawn while its tab is hidden (zero width); resize once it shows.
-    new ResizeObserver(() => { if (data && plotDiv.offsetWidth > 0) Plotly.Plots.resize(plotDiv); }).observe(plotDiv);
+    new ResizeObserver(() => { if (payload && div.offsetWidth > 0 && div._fullLayout) Plotly.Plots.resize(div); })
+      .observe(div);
   }
 }
 
-function draw() {
-  let d = null;
-  try {
-    d = props.value ? JSON.parse(props.value) : null;
-  } catch (e) {
-    d = null;
+function onRelease(ev) {
+  if (!payload || !downAt || !document.body.contains(root)) return;
+  const moved = Math.max(travel, Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]));
+  downAt = null;
+  if (moved > 4) return; // that was a drag (zoom, pan, lasso), not a click
+  for (const view of views) {
+    const drag = view.div.querySelector('.nsewdrag');
+    if (!drag) continue;
+    const r = drag.getBoundingClientRect();
+    if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) continue;
+    const px = ev.clientX - r.left, py = ev.clientY - r.top;
+    const [i, dist] = nearestPoint(view, px, py);
+    const d = view.d;
+    if (!decodeToggle.checked && i >= 0 && dist <= PICK_RADIUS) {
+      setMarker(view, 'picked', d.x[i], d.y[i]);
+      setStatus('Clicked digit #' + d.index[i] + ' (label ' + payload.classes[d.label[i]] + ') on ' + d.checkpoint +
+                ': it and its reconstruction are on the right.');
+      trigger('point_click', { index: d.index[i], label: d.label[i], x: d.x[i], y: d.y[i], which: view.which });
+      return;
+    }
+    const fl = view.div._fullLayout;
+    const x = fl.xaxis.p2l(px), y = fl.yaxis.p2l(py);
+    setMarker(view, 'decoded', x, y);
+    setStatus('Clicked the place (' + x.toFixed(2) + ', ' + y.toFixed(2) + ') on ' + d.checkpoint +
+              ', marked ×: its decode is on the right.');
+    trigger('space_click', { x: x, y: y, which: view.which });
+    return;
   }
-  if (!d || !d.x) {
-    data = null;
-    element.querySelector('.lm-root').classList.add('lm-empty');
+}
+
+function dragMode() {
+  const r = element.querySelector('.lm-drag:checked');
+  return r ? r.value : 'zoom';
+}
+
+function layoutFor(view) {
+  const d = view.d;
+  return {
+    margin: { l: 50, r: 10, t: view.which === 'b' || payload.compare ? 28 : 10, b: 45 },
+    title: payload.compare ? { text: d.checkpoint, font: { size: 13 }, x: 0.01, xanchor: 'left', y: 0.995 } : undefined,
+    hovermode: 'closest',
+    hoverdistance: 10,
+    dragmode: dragMode(),
+    xaxis: { title: { text: d.axis[0] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
+    yaxis: { title: { text: d.axis[1] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
+    legend: { title: { text: 'label' }, itemsizing: 'constant', y: 0.9 },
+    showlegend: view.which === 'a',
+    plot_bgcolor: '#fff',
+    paper_bgcolor: 'rgba(0,0,0,0)',
+    uirevision: d.checkpoint + '/' + d.method + '/' + d.x.length,
+  };
+}
+
+function draw() {
+  let p = null;
+  try {
+    p = props.value ? JSON.parse(props.value) : null;
+  } catch (e) {
+    p = null;
+  }
+  if (!p || !p.x) {
+    payload = null;
+    views = [];
+    root.classList.add('lm-empty');
     setStatus('Pick a model and press "Draw map".');
     return;
   }
@@ -206,32 +357,37 @@ function draw() {
     setStatus('The plotting library did not load; reload the page.');
     return;
   }
-  data = d;
-  element.querySelector('.lm-root').classList.remove('lm-empty');
-  loadSprite(d.sprite);
+  payload = p;
+  root.classList.remove('lm-empty');
+  root.classList.toggle('lm-compare', !!p.compare);
+  loadSprite(p.sprite);
   hideTip();
-  const layout = {
-    margin: { l: 50, r: 10, t: 10, b: 45 },
-    hovermode: 'closest',
-    hoverdistance: 10,
-    dragmode: 'zoom',
-    xaxis: { title: { text: d.axis[0] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
-    yaxis: { title: { text: d.axis[1] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
-    legend: { title: { text: 'label' }, itemsizing: 'constant', y: 0.9 },
-    plot_bgcolor: '#fff',
-    paper_bgcolor: 'rgba(0,0,0,0)',
-    uirevision: d.checkpoint + '/' + d.method + '/' + d.x.length,
-  };
+  const parts = [['a', p]];
+  if (p.compare) parts.push(['b', p.compare]);
+  else if (plotDivs[1]._fullLayout) Plotly.purge(plotDivs[1]);
+  views = parts.map(([which, d], n) => ({ div: plotDivs[n], d: d, which: which,
+                                          at: new Map(d.index.map((idx, i) => [idx, i])) }));
   const config = {
-    responsive: true, displaylogo: false, scrollZoom: true,
-    modeBarButtonsToRemove: ['select2d', 'lasso2d', 'toImage'],
+    responsive: true, displaylogo: false, scrollZoom: true, modeBarButtonsToRemove: ['toImage'],
   };
-  Plotly.react(plotDiv, buildTraces(d), layout, config).then(() => {
-    bindHandlers();
-    element.querySelector('.lm-root').dataset.points = String(d.x.length);
-    setStatus(d.caption || '');
-  });
+  Promise.all(views.map(v => Plotly.react(v.div, buildTraces(v), layoutFor(v), config).then(() => bindView(v))))
+    .then(() => {
+      if (!windowBound) {
+        windowBound = true;
+        window.addEventListener('pointerup', onRelease, true);
+        window.addEventListener('pointermove', (ev) => {
+          if (downAt) travel = Math.max(travel, Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]));
+        }, true);
+      }
+      root.dataset.points = String(p.x.length);
+      root.dataset.compared = p.compare ? String(p.compare.x.length) : '';
+      setStatus(p.caption || '');
+    });
 }
+
+element.querySelectorAll('.lm-drag').forEach(r => r.addEventListener('change', () => {
+  for (const v of views) Plotly.relayout(v.div, { dragmode: dragMode() });
+}));
 
 watch('value', draw);
 draw();

@@ -1,4 +1,5 @@
-"""The Latent map tab: the bundled digits' codes in 2-D (PCA or t-SNE), hover and click to look inside."""
+"""The Latent map tab: the bundled digits' codes in 2-D (PCA, t-SNE or UMAP), hover and click to look inside,
+colour by a per-digit figure, a second model's map linked beside it, and selections to act on (``map_tools``)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import numpy as np
 from .. import inference, plots, zerogpu
 from ..images import to_pil
 from ..validation import whole
+from . import map_tools
 from .components import NumberSlider, checkpoint_dropdown, out_image
-from .shared import SPRITE_COLS, Outputs, digit, event_data, friendly, info, need, refresh_checkpoint
+from .shared import (NONE_CHOICE, SPRITE_COLS, Outputs, digit, event_data, friendly, info, need, refresh_checkpoint,
+                     refresh_compare)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_ROUTE = "vaedemo-static"  # relative URLs, so the app also works under a proxy's sub-path
 MAP_DEFAULT_N = 5000
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+COLOUR_CHOICES = [("Label (digit class)", "label"), ("Reconstruction error", "error"), ("−ELBO", "neg_elbo"),
+                  ("KL(q(z|x) ‖ p(z))", "kl"), ("Classifier's confidence", "confidence")]
 
 
 def here_key(here: Any) -> str | None:
@@ -34,21 +39,44 @@ def _rounded(values: np.ndarray) -> list[float]:
     return np.round(np.asarray(values, np.float64), 4).tolist()
 
 
-def map_payload(lm: inference.LatentMap, here_xy: tuple[float, float] | None,
-                prior_xy: np.ndarray | None = None) -> str:
-    """The map as JSON for the page's Plotly widget (latent_map.js)."""
-    caption = (f"{lm.n:,} digits, {METHOD_NAMES[lm.method]} of the codes (μ) of {lm.checkpoint}. Hover a point to "
-               "see its digit; click a point for its reconstruction; click empty space to decode that place.")
-    payload = {
+def _significant(values: np.ndarray) -> list[float]:
+    """Four significant digits: a KL of 30 nats and an error of 0.004 both keep their detail."""
+    return [float(f"{v:.4g}") for v in np.asarray(values, np.float64)]
+
+
+def _xy(points: np.ndarray) -> dict:
+    return {"x": _rounded(points[:, 0]), "y": _rounded(points[:, 1])}
+
+
+def _map_part(lm: inference.LatentMap, values: np.ndarray | None, colour: str) -> dict:
+    """What one drawn map needs: its points, labels, digit numbers and (optionally) a figure per digit."""
+    return {
         "checkpoint": lm.checkpoint, "method": lm.method,
-        "axis": ["PC 1", "PC 2"] if lm.method == "pca" else ["t-SNE 1", "t-SNE 2"],
+        "axis": ["PC 1", "PC 2"] if lm.method == "pca" else [f"{METHOD_NAMES[lm.method]} {i}" for i in (1, 2)],
         "x": _rounded(lm.coords[:, 0]), "y": _rounded(lm.coords[:, 1]),
         "label": np.asarray(lm.labels, np.int64).tolist(),
         "index": np.asarray(lm.indices, np.int64).tolist(),
+        "values": _significant(values) if values is not None else None,
+        "colour_title": inference.COLOUR_BY[colour] if values is not None else None,
+    }
+
+
+def map_payload(lm: inference.LatentMap, here_xy: tuple[float, float] | None,
+                prior_xy: np.ndarray | None = None, *, values: np.ndarray | None = None, colour: str = "label",
+                cloud: inference.PosteriorCloud | None = None, compare: dict | None = None) -> str:
+    """The map as JSON for the page's Plotly widget (latent_map.js); ``compare`` is a second ``_map_part``."""
+    caption = (f"{lm.n:,} digits, {METHOD_NAMES[lm.method]} of the codes (μ) of {lm.checkpoint}. Hover a point to "
+               "see its digit; click a point for its reconstruction; click empty space to decode that place; "
+               "lasso or box to select.")
+    payload = {
+        **_map_part(lm, values, colour),
         "classes": [str(c) for c in range(10)],
         "colours": plots.CLASS_COLOURS,
         "here": [round(here_xy[0], 4), round(here_xy[1], 4)] if here_xy else None,
-        "prior": {"x": _rounded(prior_xy[:, 0]), "y": _rounded(prior_xy[:, 1])} if prior_xy is not None else None,
+        "prior": _xy(prior_xy) if prior_xy is not None else None,
+        "cloud": ({**_xy(cloud.samples), "ellipse": _xy(cloud.ellipse) if cloud.ellipse is not None else None}
+                  if cloud is not None else None),
+        "compare": compare,
         "sprite": {"url": f"{STATIC_ROUTE}/digits.png", "cols": SPRITE_COLS, "size": 28},
         "marker_size": 6 if lm.n <= 2000 else 5 if lm.n <= 5000 else 4,
         "caption": caption,
@@ -65,76 +93,116 @@ def _manifold(checkpoint: str, about: dict):
     return gr.update(value=to_pil(grid, 1), visible=True, label=caption)
 
 
-def _note(about: dict, lm: inference.LatentMap, starred: bool, prior_xy: np.ndarray | None) -> str:
+def _note(about: dict, lm: inference.LatentMap, starred: bool, prior_xy: np.ndarray | None,
+          colour: str = "label", cloud: inference.PosteriorCloud | None = None, compared: dict | None = None) -> str:
     note = (f"**{about['name']}** · {about['kind_label']} · latent {about['latent_dim']} · {lm.n:,} digits · "
             f"{METHOD_NAMES[lm.method]}"
             + (f" (computed in {lm.seconds:.0f} s)" if lm.seconds >= 1 and not lm.from_disk else ""))
+    if colour != "label":
+        note += (f"\n\nColoured by each digit's {inference.COLOUR_BY[colour]}, the figure the Reconstruct tab "
+                 "reports for it; the colour bar gives the scale.")
+    if compared is not None:
+        note += (f"\n\nRight: the same digits on **{compared['name']}**'s map ({compared['kind_label']}). Hover a "
+                 "digit in one map to ring it in the other; a lasso in one selects in both.")
     if starred:
         note += "\n\nThe black star marks the digit you gave on the Reconstruct tab."
+        if cloud is not None:
+            note += (f" The small dark dots around it are {len(cloud.samples)} draws from q(z|x), where the encoder "
+                     "puts it" + (", and the outline holds 95% of q(z|x) seen through PCA." if cloud.ellipse is not None
+                                   else f", each placed by {METHOD_NAMES[lm.method]}'s rule for a new code."))
+    if lm.method == "umap":
+        note += ("\n\nUMAP has no exact way back and forth: a new digit is placed, and a clicked place decoded, "
+                 "from its 15 nearest neighbours (umap-learn's starting point, without its refinement), so both "
+                 "are approximate.")
     if prior_xy is not None:
         note += (f"\n\nGrey diamonds: the centres of the {len(prior_xy)} Gaussians of this model's learnt prior, "
                  "which samples are drawn around. Training moves them in among the digits' codes; a centre far "
                  "from every digit decodes to a blend.")
-        if lm.method == "tsne":
-            note += " (t-SNE has no exact place for a new code: each centre is drawn among its nearest digits.)"
+        if lm.method != "pca":
+            note += (f" ({METHOD_NAMES[lm.method]} has no exact place for a new code: each centre is drawn among "
+                     "its nearest digits.)")
     return note
 
 
-def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any) -> dict:
+def map_key(checkpoint: str, method: str, n: int, here: Any, colour: str = "label", compare: str = "") -> dict:
+    """What a drawn map shows; colouring and the compared model are named only when set."""
+    key = {"checkpoint": checkpoint, "method": method, "n": n, "here": here_key(here)}
+    if colour != "label":
+        key["colour"] = colour
+    if compare:
+        key["compare"] = compare
+    return key
+
+
+def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any, colour: Any = "label",
+         compare: Any = "") -> dict:
     """The map, the manifold grid, the note and the key saying what is shown, by output name."""
     checkpoint = need(checkpoint)
     n = whole(n, "The number of digits", inference.MIN_MAP_SIZE, inference.MAP_SIZE)
+    colour = inference.check_colour(colour)
     about = info(checkpoint)
     lm = inference.latent_map(checkpoint, method, n, progress=lambda f, msg: progress(f, desc=msg))
-    here_xy = None
+    values = inference.map_values(lm, colour)
+    here_xy = cloud = None
     if here is not None:
         try:
             here_xy = inference.project_point(checkpoint, lm.method, np.asarray(here, np.float32))
+            cloud = inference.posterior_cloud(checkpoint, lm.method, np.asarray(here, np.float32))
         except ValueError:
-            here_xy = None
+            here_xy = cloud = None
     prior_xy = inference.prior_centres(checkpoint, lm.method)
-    key = {"checkpoint": checkpoint, "method": lm.method, "n": n, "here": here_key(here)}
-    return {"map": map_payload(lm, here_xy, prior_xy), "manifold": _manifold(checkpoint, about),
-            "note": _note(about, lm, here_xy is not None, prior_xy), "key": key}
+    compared = part = None
+    if compare:
+        compared = info(compare)
+        other = inference.latent_map(compare, lm.method, n, progress=lambda f, msg: progress(f, desc=msg))
+        part = _map_part(other, inference.map_values(other, colour) if colour != "label" else None, colour)
+    key = map_key(checkpoint, lm.method, n, here, colour, compare or "")
+    return {"map": map_payload(lm, here_xy, prior_xy, values=values, colour=colour, cloud=cloud, compare=part),
+            "manifold": _manifold(checkpoint, about),
+            "note": _note(about, lm, here_xy is not None, prior_xy, colour, cloud, compared), "key": key}
 
 
 @friendly
 @zerogpu.gpu("latent_map")
-def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr.Progress()):
-    """/latent_map: encode n bundled digits and project their codes to 2-D; returns the map as JSON."""
-    return view(checkpoint, method, n, here, progress)
+def latent_map(checkpoint, method="pca", n=MAP_DEFAULT_N, here=None, progress=gr.Progress(), colour="label",
+               compare=""):
+    """/latent_map: encode n bundled digits and project their codes to 2-D (PCA, t-SNE or UMAP), coloured by
+    label or a per-digit figure, optionally beside a second model's map; returns the map as JSON."""
+    return view(checkpoint, method, n, here, progress, colour, compare)
 
 
 @friendly
 @zerogpu.gpu("latent_map")
-def latent_map_auto(checkpoint, method, n, here, key, progress=gr.Progress()):
+def latent_map_auto(checkpoint, method, n, here, key, progress=gr.Progress(), colour="label", compare=""):
     """On opening the tab: draw the map unless the one shown is already up to date."""
     if not checkpoint:
         return {"note": "No models yet: train one in the Train tab."}
-    wanted = {"checkpoint": checkpoint, "method": str(method).lower(), "n": whole(n, "n", 1, 10**6),
-              "here": here_key(here)}
+    wanted = map_key(checkpoint, str(method).lower(), whole(n, "n", 1, 10**6), here,
+                     inference.check_colour(colour), compare or "")
     if key == wanted:
         return {}
-    return view(checkpoint, method, n, here, progress)
+    return view(checkpoint, method, n, here, progress, colour, compare)
 
 
-def _map_click(key, evt: gr.EventData) -> dict:
-    """The click's data, once a map is drawn (``key`` says which)."""
+def _map_click(key, evt: gr.EventData) -> tuple[dict, str]:
+    """The click's data and the model of the map clicked, once a map is drawn (``key`` says which)."""
     if not key:
         raise ValueError("Draw the map first.")
-    return event_data(evt)
+    data = event_data(evt)
+    return data, key.get("compare") if data.get("which") == "b" and key.get("compare") else key["checkpoint"]
 
 
 @friendly
 @zerogpu.gpu("reconstruct")
 def map_point(key, evt: gr.EventData):
     """A click on a point: that digit and the model's reconstruction of it."""
-    data = _map_click(key, evt)
+    data, checkpoint = _map_click(key, evt)
     index = whole(data.get("index"), "The digit number", 0, inference.MAP_SIZE - 1)
-    r = inference.reconstruct(index, key["checkpoint"], n_samples=0)
     label = int(inference.bundled()[1][index])
-    text = (f"**Digit #{index}** (label {label}): original on the left, reconstruction on the right. "
-            f"Error {r.mse:.4f} per pixel.")
+    # A cvae is given the digit's true label, as the map's codes and its colours were.
+    r = inference.reconstruct(index, checkpoint, n_samples=0, label=label)
+    text = (f"**Digit #{index}** (label {label}): original on the left, reconstruction by {checkpoint} on the "
+            f"right. Error {r.mse:.4f} per pixel.")
     return {"original": gr.update(value=digit(r.input, 6), label=f"Original #{index}"),
             "recon": gr.update(value=digit(r.recon, 6), label="Reconstruction"), "picked": text}
 
@@ -143,11 +211,12 @@ def map_point(key, evt: gr.EventData):
 @zerogpu.gpu("reconstruct")
 def map_space(key, evt: gr.EventData):
     """A click on empty space: decode the code behind that place of the map."""
-    data = _map_click(key, evt)
+    data, checkpoint = _map_click(key, evt)
     x, y = data.get("x"), data.get("y")
-    p = inference.decode_at(key["checkpoint"], key["method"], x, y)
-    how = "the exact inverse of PCA" if key["method"] == "pca" else "a weighted average of the 10 nearest codes"
-    text = f"**Decoded the place ({float(x):.2f}, {float(y):.2f})** using {how}."
+    p = inference.decode_at(checkpoint, key["method"], x, y)
+    how = {"pca": "the exact inverse of PCA", "tsne": "a weighted average of the 10 nearest codes",
+           "umap": "a weighted average of the 15 nearest codes (UMAP's approximate inverse)"}[key["method"]]
+    text = f"**Decoded the place ({float(x):.2f}, {float(y):.2f})** of {checkpoint}'s map using {how}."
     if p.far:
         text += "\n\n**Far from the data:** no digit on the map lies near this place, so the decode is a guess."
     return {"decoded": gr.update(value=digit(p.image, 6), label="Decoded at the clicked place"), "picked": text}
@@ -165,11 +234,18 @@ class MapTab:
 def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> MapTab:
     """Build the tab's components inside ``tab`` and wire its events."""
     private = {"api_visibility": "private"}
-    map_key = gr.State(None)  # what the latent map shows: checkpoint, method, n, here
+    shown = gr.State(None)  # what the latent map shows: checkpoint, method, n, here (colour, compare when set)
     with gr.Row():
         map_ck = checkpoint_dropdown(options, elem_id="map-checkpoint")
-        method = gr.Radio([("PCA (instant)", "pca"), ("t-SNE (slower the first time)", "tsne")], value="pca",
+        cmp_ck = checkpoint_dropdown([NONE_CHOICE, *options], "Compare with",
+                                     "A second model's map of the same digits, linked to the first.",
+                                     elem_id="map-compare", value="")
+        method = gr.Radio([("PCA (instant)", "pca"), ("t-SNE (slower the first time)", "tsne"),
+                           ("UMAP (slower the first time)", "umap")], value="pca",
                           label="Projection to 2-D", elem_id="map-method")
+    with gr.Row():
+        colour = gr.Dropdown(COLOUR_CHOICES, value="label", label="Colour by", elem_id="map-colour",
+                             filterable=False)
         size = NumberSlider(500, inference.MAP_SIZE, value=MAP_DEFAULT_N, step=500, label="Digits on the map",
                             elem_id="map-n")
         draw = gr.Button("Draw map", variant="primary", elem_id="map-draw", scale=0)
@@ -188,16 +264,20 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> MapTa
             decoded = out_image("Decoded: click empty space", "map-decoded", height=180)
             picked = gr.Markdown(label="What you clicked", elem_id="map-picked")
     manifold = out_image("Decoded grid over the 2-D latent plane", "map-manifold", visible=False, height=460)
+    tools = map_tools.render(map_ck, lmap, here)
 
-    out = Outputs(map=lmap, manifold=manifold, note=note, key=map_key)
+    out = Outputs(map=lmap, manifold=manifold, note=note, key=shown)
     clicks = Outputs(original=original, recon=recon, decoded=decoded, picked=picked)
-    inputs = [map_ck, method, size, here]
+    inputs = [map_ck, method, size, here, colour, cmp_ck]
     draw.click(out.bind(latent_map), inputs, list(out), api_name="latent_map")
-    gr.on([map_ck.input, method.input], out.bind(latent_map), inputs, list(out), **private)
+    gr.on([map_ck.input, method.input, colour.input, cmp_ck.input], out.bind(latent_map), inputs, list(out),
+          **private)
     tab.select(refresh_checkpoint, map_ck, map_ck, show_progress="hidden", **private).then(
-        out.bind(latent_map_auto), [*inputs, map_key], list(out), **private)
-    lmap.point_click(clicks.only("original", "recon", "picked").bind(map_point), map_key,
+        refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private).then(
+        out.bind(latent_map_auto), [map_ck, method, size, here, shown, colour, cmp_ck], list(out), **private)
+    lmap.point_click(clicks.only("original", "recon", "picked").bind(map_point), shown,
                      list(clicks.only("original", "recon", "picked")), show_progress="hidden", **private)
-    lmap.space_click(clicks.only("decoded", "picked").bind(map_space), map_key,
+    lmap.space_click(clicks.only("decoded", "picked").bind(map_space), shown,
                      list(clicks.only("decoded", "picked")), show_progress="hidden", **private)
+    map_tools.wire(tools, shown)
     return MapTab(map_ck)
