@@ -55,7 +55,7 @@ def loss_curves(
                 x=list(xs),
                 y=list(ys),
                 name="train loss (smoothed, every few steps)",
-                mode="lines",
+                mode="lines" if len(xs) > 30 else "lines+markers",  # a one-point line would not show at all
                 line=dict(width=1.5),
             )
         )
