@@ -117,6 +117,13 @@ def test_prior_draws_of_an_ae_need_its_code_gaussian():
         D.prior_draws(ae, 4, seed=0, code_gaussian=(np.zeros(3), np.eye(3)))
 
 
+def test_prior_draws_of_an_implicit_model_are_standard_normal():
+    gan = build_model("gan", latent_dim=6)  # no variational posterior, no code_gaussian needed
+    z = D.prior_draws(gan, 32, seed=3, temperature=0.7)
+    torch.testing.assert_close(z, 0.7 * D.standard_normal((32, 6), 3))  # N(0, T² I), as a VAE under N(0, I)
+    assert torch.equal(D.prior_draws(gan, 32, seed=3, temperature=0.7), z)
+
+
 def test_prior_draws_are_thread_safe():
     from concurrent.futures import ThreadPoolExecutor
 

@@ -35,11 +35,15 @@ def test_every_model_round_trips_28x28(kind, latent):
     y = torch.arange(5)
     mu, logvar = model.encode(x, y)
     assert mu.shape == (5, latent)
-    assert (logvar is None) == (kind == "ae")
+    assert (logvar is None) == (kind in ("ae", "gan"))
     out = model.decode(mu, y)
     # Lecture bug: the middle ConvTranspose's output_padding=0 gave 26x26.
     assert out.shape == (5, 1, 28, 28)
     assert float(out.min()) >= 0 and float(out.max()) <= 1
+    if model.implicit:  # a GAN has no ELBO: its loss refuses with a sentence
+        with pytest.raises(ValueError, match="implicit model"):
+            model.loss(x, y)
+        return
     loss = model.loss(x, y)
     assert loss.total.ndim == 0 and torch.isfinite(loss.total)
 
@@ -104,7 +108,7 @@ def test_silly_latent_sizes_are_refused(bad):
 
 def test_unknown_model_and_setting_are_refused():
     with pytest.raises(ValueError, match="Unknown model"):
-        build_model("gan")
+        build_model("flow")
     with pytest.raises(ValueError, match="no setting"):
         build_model("ae", beta=2.0)
 
@@ -165,7 +169,18 @@ def test_mixture_prior_moments_are_the_mixtures():
 
 
 def test_every_kind_has_a_label_and_a_title():
-    assert [kind_label(k) for k in ("ae", "vae", "conv-vae", "cvae")] == ["AE", "VAE", "Conv VAE", "CVAE"]
+    assert [kind_label(k) for k in ("ae", "vae", "conv-vae", "cvae", "gan")] == ["AE", "VAE", "Conv VAE", "CVAE",
+                                                                                "GAN"]
     assert REGISTRY["vae"].title == "VAE (MLP, as in the lecture)" and REGISTRY["ae"].title == "Plain autoencoder (AE)"
     assert all(spec.label and spec.title for spec in REGISTRY.values())
-    assert kind_label("gan") == "gan"  # an unknown kind is shown as it is
+    assert kind_label("flow") == "flow"  # an unknown kind is shown as it is
+    assert [k for k, spec in REGISTRY.items() if spec.model_cls.implicit] == ["gan"]
+
+
+def test_gan_config_round_trips_and_refuses_silly_settings():
+    model = build_model("gan", latent_dim=6, g_channels=(12, 6), inversion_steps=5)
+    again = model_from_config("gan", config_to_dict(model.config))
+    assert again.config == model.config and isinstance(again.config.g_channels, tuple)
+    for bad in ({"inversion_steps": -1}, {"ema": 1.5}, {"d_channels": (0, 4)}, {"inversion_lr": float("nan")}):
+        with pytest.raises(ValueError):
+            build_model("gan", **bad)

@@ -3,8 +3,8 @@ the one prior sampler and the per-image −ELBO.
 
 No import of ``vaedemo.models``: a model is read through duck typing — ``model.prior`` (None for
 N(0, I), or a mixture with ``means``, ``logvars``, ``sample(eps, k, T)`` and ``log_prob(z)``),
-``model.variational``, ``model.conditional``, ``model.latent_dim``, ``model.encode(x, y)`` and
-``model.decode_logits(z, y)``.
+``model.variational``, ``model.implicit`` (absent: False), ``model.conditional``, ``model.latent_dim``,
+``model.encode(x, y)`` and ``model.decode_logits(z, y)``.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def prior_draws(model: Any, n: int, *, seed: int, temperature: float = 1.0,
     A private CPU generator seeded with ``seed`` draws eps ~ N(0, I) (n, D) first and then, for a
     learnt mixture, a component k per draw (n,), so the draws depend on nothing outside the call:
 
-    - N(0, I) prior: z = T eps, that is z ~ N(0, T² I);
+    - N(0, I) prior: z = T eps, that is z ~ N(0, T² I); an implicit model (a GAN, ``model.implicit``)
+      samples its generator's input the same way;
     - learnt mixture: z = m_k + T s_k eps, each component's spread scaled by the temperature T;
     - a non-variational model (the AE) has no prior: ``code_gaussian = (mean (D,), L (D, D))``, a
       Gaussian fitted to its codes with Cholesky factor L, stands in and z = mean + T eps Lᵀ.
@@ -149,6 +150,8 @@ def prior_draws(model: Any, n: int, *, seed: int, temperature: float = 1.0,
     device = _device(model)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     eps = torch.randn(n, d, generator=gen)  # (n, D)
+    if getattr(model, "implicit", False):  # a GAN's generator was trained on z ~ N(0, I)
+        return (temperature * eps).to(device)
     if not model.variational:
         if code_gaussian is None:
             raise ValueError("An autoencoder has no prior to sample from: pass code_gaussian, the "

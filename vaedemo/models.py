@@ -1,7 +1,8 @@
-"""The networks: the lecture's conv AE and MLP VAE (bugs fixed), a conv VAE and a conditional VAE.
+"""The networks: the lecture's conv AE and MLP VAE (bugs fixed), a conv VAE, a conditional VAE and a GAN.
 
 Every model is a config dataclass plus an ``nn.Module`` built from it, shares one interface
-(``encode``, ``decode``, ``forward``, ``loss``) and is found by name in ``REGISTRY``.
+(``encode``, ``decode``, ``forward``, ``loss``) and is found by name in ``REGISTRY``. The GAN is the
+lecture's implicit model: it only samples, and its ``encode`` is a search (GAN inversion).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
 
 from . import distributions
 from .distributions import LOG_2PI, prior_mmd  # noqa: F401  (prior_mmd: re-exported for training.py)
@@ -69,6 +71,21 @@ class CVAEConfig(VAEConfig):
     num_classes: int = 10  # labels are one-hot and concatenated to encoder and decoder inputs
 
 
+@dataclass
+class GANConfig:
+    latent_dim: int = 32  # z ~ N(0, I) of this size is all the generator starts from
+    image_size: int = 28  # the conv stacks below are sized for 28x28 (7→14→28)
+    g_channels: tuple[int, int] = (64, 32)  # generator widths at 7x7 and 14x14 (DCGAN's, halved twice: CPU-sized)
+    d_channels: tuple[int, int] = (64, 128)  # discriminator widths at 14x14 and 7x7
+    e_channels: tuple[int, int] = (32, 64)  # the inverter's conv widths at 14x14 and 7x7
+    hidden_dim: int = 256  # the inverter's fully connected layer before its z head
+    beta1: float = 0.5  # Adam's first-moment decay for G and D (DCGAN, Radford et al. 2016)
+    ema: float = 0.999  # decay of the moving average of G's weights; the averaged G samples and decodes
+    inverter_pixel_weight: float = 1.0  # weight of the inverter's pixel loss on real digits beside its z loss
+    inversion_steps: int = 30  # Adam steps refining the inverter's guess in encode(); fixed, so results repeat
+    inversion_lr: float = 0.05  # their learning rate, on z
+
+
 def config_to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
@@ -100,6 +117,20 @@ def validate_config(config: Any) -> None:
         raise ValueError(f"prior_components must be a whole number from 0 to 10000, not {components!r}.")
     if getattr(config, "image_size", 28) != 28:
         raise ValueError("These models are built for 28x28 images.")
+    for name in ("g_channels", "d_channels", "e_channels"):
+        widths = getattr(config, name, None)
+        if widths is not None and (len(widths) != 2 or any(isinstance(c, bool) or not isinstance(c, int)
+                                                          or not 1 <= c <= 1024 for c in widths)):
+            raise ValueError(f"{name} must be two whole numbers between 1 and 1024, not {widths!r}.")
+    steps = getattr(config, "inversion_steps", None)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10_000):
+        raise ValueError(f"inversion_steps must be a whole number from 0 to 10000, not {steps!r}.")
+    for name, lo, hi in (("beta1", 0.0, 0.999), ("ema", 0.0, 0.99999), ("inversion_lr", 0.0, 10.0),
+                         ("inverter_pixel_weight", 0.0, 1000.0)):
+        value = getattr(config, name, None)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}, not {value!r}.")
     channels = getattr(config, "channels", None)
     if channels is not None and (len(channels) != 3 or any(isinstance(c, bool) or not isinstance(c, int)
                                                            or not 1 <= c <= 1024 for c in channels)):
@@ -156,6 +187,7 @@ class LatentModel(nn.Module):
     kind: str = ""
     conditional: bool = False
     variational: bool = True
+    implicit: bool = False  # True for a GAN: it samples but defines no p(x), so no ELBO and no posterior
 
     def __init__(self, config: Any):
         super().__init__()
@@ -401,6 +433,148 @@ class CVAE(MLPVAE):
         return torch.cat([h, F.one_hot(y, self.config.num_classes).to(h.dtype)], dim=1)
 
 
+# ---------------------------------------------------------------------------------- GAN
+
+
+class Generator(nn.Module):
+    """DCGAN's generator (Radford et al. 2016), sized for 28x28: z → c1x7x7 → c2x14x14 → 1x28x28 logits."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        c1, c2 = config.g_channels
+        self.project = nn.Sequential(nn.Linear(config.latent_dim, c1 * 7 * 7), nn.BatchNorm1d(c1 * 7 * 7),
+                                     nn.ReLU(inplace=True), nn.Unflatten(1, (c1, 7, 7)))
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(c1, c2, kernel_size=4, stride=2, padding=1),  # 14x14
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(c2, 1, kernel_size=4, stride=2, padding=1),  # 28x28; the sigmoid is in decode()
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.up(self.project(z))  # (N, 1, 28, 28) logits
+
+
+class Discriminator(nn.Module):
+    """Real or generated? Strided convs with spectral normalisation on every layer (Miyato et al. 2018),
+    which bounds its Lipschitz constant and keeps the non-saturating game stable without tuning."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        c1, c2 = config.d_channels
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(1, c1, kernel_size=4, stride=2, padding=1)),  # 14x14
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Conv2d(c1, c2, kernel_size=4, stride=2, padding=1)),  # 7x7
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(c2 * 7 * 7, 1)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(2 * x - 1).squeeze(1)  # (N,) logits of "real"; pixels in [0, 1] → [-1, 1]
+
+
+class Inverter(nn.Module):
+    """The GAN's encoder: a first guess of the z that made an image, trained on the generator's own
+    samples (and its reconstructions of real digits). No batch norm, so a guess never depends on batch-mates."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        c1, c2 = config.e_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),  # 14x14
+            nn.Conv2d(c1, c2, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),  # 7x7
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, config.hidden_dim), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(config.hidden_dim, config.latent_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(2 * x - 1)  # (N, latent_dim)
+
+
+class GAN(LatentModel):
+    """A DCGAN (the lecture's implicit model: 생성자 G and 판별자 D) with an inverter for GAN inversion.
+
+    ``generator`` and ``discriminator`` play the game in training (``training.train``); ``generator_ema``,
+    a moving average of the generator's weights, is the one that samples and decodes (Karras et al. 2018;
+    Yazıcı et al. 2019). ``encode`` is GAN inversion: the inverter's guess refined by a fixed number of
+    steps that minimise the reconstruction error through the frozen averaged generator. There is no
+    ELBO, so ``forward`` and ``loss`` refuse with a sentence.
+    """
+
+    kind = "gan"
+    variational = False
+    conditional = False
+    implicit = True
+    prior = None
+
+    def __init__(self, config: GANConfig):
+        super().__init__(config)
+        self.generator = Generator(config)
+        self.discriminator = Discriminator(config)
+        self.inverter = Inverter(config)
+        self.generator_ema = Generator(config)
+        self.generator_ema.load_state_dict(self.generator.state_dict())
+        self.generator_ema.requires_grad_(False)
+        self.generator_ema.eval()
+
+    def train(self, mode: bool = True) -> GAN:
+        """The averaged generator stays in eval mode: it is never trained by gradients, and its batch-norm
+        statistics are recomputed for it (``training.standing_statistics``), so decoding never depends on
+        batch-mates."""
+        super().train(mode)
+        self.generator_ema.eval()
+        return self
+
+    def decode_logits(self, z, y=None):
+        return self.generator_ema(z)  # (N, 1, 28, 28)
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logit of "real" for images (N, 1, 28, 28) in [0, 1]: (N,)."""
+        return self.discriminator(x)
+
+    def inversion_loss(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per image (N,): -log p(x|z) - log N(z; 0, I) up to a constant, the Bernoulli reconstruction
+        error of G(z) plus 0.5 |z|^2, so the search finds a MAP code that stays where the prior puts mass."""
+        return distributions.bernoulli_nll(self.generator_ema(z), x) + 0.5 * z.pow(2).sum(1)
+
+    def invert(self, x: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the inverter's guess, the refined code), each (N, latent_dim), for images (N, 1, 28, 28) in [0, 1].
+
+        ``steps`` (default ``config.inversion_steps``) Adam steps on z alone, from the guess. Every image's
+        loss is summed, not averaged, and Adam works per element, so an image's code does not depend on
+        its batch-mates; nothing random is drawn, so the same image gives the same code. Works under
+        ``torch.no_grad()`` and ``torch.inference_mode()`` callers, and never touches the weights' gradients.
+        """
+        steps = self.config.inversion_steps if steps is None else int(steps)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x.detach().clone().float()
+            with torch.no_grad():
+                guess = self.inverter(x).float()
+            z = guess.clone().requires_grad_(True)
+            if steps > 0:
+                opt = torch.optim.Adam([z], lr=self.config.inversion_lr)
+                for _ in range(steps):
+                    loss = self.inversion_loss(z, x).sum()
+                    (grad,) = torch.autograd.grad(loss, z)
+                    z.grad = grad
+                    opt.step()
+            return guess.detach(), z.detach()
+
+    def encode(self, x, y=None):
+        """GAN inversion (see ``invert``): (z, None); there is no posterior, so no log-variance."""
+        return self.invert(x)[1], None
+
+    def forward(self, x, y=None, beta=None, sample=None):
+        raise ValueError("A GAN has no ELBO to compute: it is an implicit model that only samples. "
+                         "Train it with training.train and score it with metrics.evaluate.")
+
+    def loss(self, x, y=None, beta=None):
+        return self.forward(x, y, beta)
+
+
 # ---------------------------------------------------------------------------------- registry
 
 
@@ -422,6 +596,9 @@ REGISTRY: dict[str, ModelSpec] = {
                           "Conv VAE", "Conv VAE"),
     "cvae": ModelSpec(CVAEConfig, CVAE, "Class-conditional MLP VAE: ask it for a chosen digit.",
                       "CVAE", "Conditional VAE (CVAE)"),
+    "gan": ModelSpec(GANConfig, GAN, "A DCGAN, the lecture's implicit model: a generator and a discriminator, "
+                     "plus an inverter so real digits can be encoded by GAN inversion.",
+                     label="GAN", title="GAN (DCGAN: generator and discriminator)"),
 }
 
 

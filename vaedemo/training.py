@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .data import Dataset, to_unit_float
 from .device import pick_device
+from .distributions import bernoulli_nll
 from .models import LatentModel, prior_mmd
 
 
@@ -112,6 +113,11 @@ class EpochStats:
     beta: float
     lr: float
     precision: str = "fp32"  # the precision the networks trained in: "fp32" or "bf16" (resolved, never "auto")
+    # A GAN's game, means over the epoch's steps (None for the other models):
+    g_loss: float | None = None  # the generator's non-saturating loss, -log D(G(z))
+    d_loss: float | None = None  # the discriminator's loss, -log D(x) - log(1 - D(G(z)))
+    d_real: float | None = None  # mean D(x): the probability D gives real training digits
+    d_fake: float | None = None  # mean D(G(z)): the probability D gives generated digits
 
 
 @dataclass
@@ -141,6 +147,9 @@ class Progress:
     # at epoch ends: returns Adam's state as tensors (copied only when called), so a caller can save a
     # resumable partial run; None within an epoch
     optimizer_state: Callable[[], dict[str, torch.Tensor]] | None = None
+    # a GAN's smoothed losses at the same reports, {"generator": g, "discriminator": d} (smoothed as
+    # train_loss is, which equals the generator's); None for the other models
+    losses: dict[str, float] | None = None
 
     @property
     def fraction(self) -> float:
@@ -249,13 +258,14 @@ def _fused_adam_works(device: str, dtype: torch.dtype) -> bool:
         return False
 
 
-def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+def make_adam(params, lr: float, weight_decay: float = 0.0,
+              betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with its fused kernel (one kernel per parameter for the whole update) where every
     parameter's device and dtype have one, else the default implementation. The state (moments and
     step) is float32 either way, as the parameters are."""
     params = list(params)
     fused = bool(params) and all(_fused_adam_works(str(p.device), p.dtype) for p in params)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
 
 
 def _float32_out(fn: Callable, device_type: str, dtype: torch.dtype) -> Callable:
@@ -355,12 +365,15 @@ def train(
     keep_best: bool = True,
 ) -> TrainResult:
     """Train ``model`` on ``data`` and return its history; the best-validation weights are kept
-    (the last ones with ``keep_best=False``).
+    (the last ones with ``keep_best=False``, and always for a GAN: see ``_train_gan``).
 
     ``start_epoch`` and ``resume_state`` (Adam's tensors from a checkpoint) continue a run;
     ``config.epochs`` counts the epochs to run now. ``stop`` is polled every batch.
     """
     config = (config or TrainConfig()).validate()
+    if getattr(model, "implicit", False):  # a GAN: the adversarial recipe below, with the same contract
+        return _train_gan(model, data, config, progress=progress, stop=stop, resume_state=resume_state,
+                          start_epoch=start_epoch, report_every=report_every)
     if config.mmd and getattr(model, "prior", None) is not None:
         raise ValueError("The MMD penalty pulls the codes toward N(0, I); a model with a learnt prior does not use it.")
     device = pick_device(config.device)
@@ -510,3 +523,230 @@ def train(
     result.optimizer_state, result.optimizer_meta = _optimizer_to_tensors(opt)
     return result
 
+
+
+# ---------------------------------------------------------------------------------- the GAN recipe
+
+
+GAN_OPTIMIZERS = ("generator", "discriminator", "inverter")
+STANDING_BATCHES = 8  # batches of STANDING_BATCH codes that re-estimate the averaged generator's batch-norm statistics
+STANDING_BATCH = 250
+GAN_VAL_SAMPLES = 1000  # fixed codes the generator is validated on at every epoch's end
+
+
+class _Smoothed:
+    """Bias-corrected exponential moving averages of a few losses over steps (decay LOSS_SMOOTHING)."""
+
+    def __init__(self, width: int):
+        self.value, self.steps = torch.zeros(width, dtype=torch.float64), 0
+
+    def add(self, rows: list[torch.Tensor]) -> list[float] | None:
+        for row in torch.stack(rows).double().cpu() if rows else []:
+            self.value = LOSS_SMOOTHING * self.value + (1 - LOSS_SMOOTHING) * row
+            self.steps += 1
+        return (self.value / (1 - LOSS_SMOOTHING**self.steps)).tolist() if self.steps else None
+
+
+@torch.no_grad()
+def standing_statistics(generator: torch.nn.Module, latent_dim: int, device: torch.device, seed: int = 0) -> None:
+    """Re-estimate a generator's batch-norm statistics from its own activations on fixed prior draws.
+
+    The averaged generator's weights are a mean over many steps; the running statistics the live
+    generator gathered belong to none of them, so they are measured afresh for the averaged weights
+    ("standing statistics", Brock et al. 2019, BigGAN appendix C.1). It is left in eval mode.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    generator.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(STANDING_BATCHES):
+        generator(torch.randn(STANDING_BATCH, latent_dim, generator=gen).to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    generator.eval()
+
+
+def _gan_state(opts: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    """The three optimizers' states as one flat dict of tensors, each key prefixed with its network."""
+    return {f"{name}.{key}": t for name, opt in opts.items() for key, t in _optimizer_to_tensors(opt)[0].items()}
+
+
+def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progress, stop, resume_state,
+               start_epoch: int, report_every: int) -> TrainResult:
+    """The GAN recipe: DCGAN networks (Radford et al. 2016), the non-saturating loss of Goodfellow et
+    al. (2014, sec. 3) and a spectrally normalised discriminator (Miyato et al. 2018), Adam for both
+    players with beta1 = ``model.config.beta1``, and a moving average of the generator's weights
+    (decay ``model.config.ema``, warmed up over the first steps) that samples and decodes.
+
+    Each step trains D on a real batch against G(z), then G to make D(G(z)) read as real, then the
+    inverter: on the averaged generator's own samples (z -> G(z) -> inverter -> z, mean squared error)
+    and on the real batch (the reconstruction error of G(inverter(x)) through the frozen generator,
+    the objective ``encode`` refines). The last epoch's weights are kept (``keep_best`` does not apply:
+    no validation score ranks a GAN's epochs reliably) and ``patience`` is not used. History:
+    ``train_loss`` = ``g_loss``; ``val_loss`` = the generator's loss on fixed codes through the
+    averaged generator, scored by the discriminator; ``train_recon`` / ``val_recon`` = the inverter's
+    unrefined reconstruction error (nats per image) on training / validation digits; KL terms 0.
+    """
+    if config.mmd:
+        raise ValueError("The MMD penalty pulls a VAE's codes toward its prior; a GAN has no codes to pull.")
+    if config.ema:
+        raise ValueError("A GAN keeps its own moving average of the generator (its model setting ema); "
+                         "leave the training ema at 0.")
+    rank, world = dist_info()
+    if world > 1:
+        raise ValueError("A GAN trains in one process; run it without torchrun.")
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+    cfg = model.config
+    G, D, E, G_ema = model.generator, model.discriminator, model.inverter, model.generator_ema
+    x_train = to_unit_float(data.x_train).to(device)  # (N, 1, 28, 28)
+    x_val = to_unit_float(data.x_val).to(device)
+    if len(x_train) == 0:
+        raise ValueError("The training set is empty.")
+    precision = resolve_precision(config.requested_precision, device)
+    low = torch.bfloat16 if precision == "bf16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=low or torch.bfloat16, enabled=low is not None)
+
+    betas = (cfg.beta1, 0.999)
+    opts = {name: make_adam(net.parameters(), config.lr, config.weight_decay, betas)
+            for name, net in zip(GAN_OPTIMIZERS, (G, D, E))}
+    if resume_state:
+        for name, opt in opts.items():
+            prefix = f"{name}."
+            _optimizer_from_tensors(opt, {k[len(prefix):]: v for k, v in resume_state.items() if k.startswith(prefix)})
+            for group in opt.param_groups:
+                group["lr"] = config.lr
+    batch_size = config.batch_size
+    steps = math.ceil(len(x_train) / batch_size)
+    total_steps = steps * config.epochs
+    d = cfg.latent_dim
+    z_val = torch.randn(GAN_VAL_SAMPLES, d, generator=torch.Generator().manual_seed(config.seed)).to(device)
+    result = TrainResult(model=model, epochs_done=start_epoch, precision=precision)
+    smoothed = _Smoothed(2)
+    started = time.perf_counter()
+    samples_seen = 0
+
+    for local_epoch in range(config.epochs):
+        epoch = start_epoch + local_epoch + 1
+        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        if config.schedule == "cosine":
+            position = (epoch - 1) / config.schedule_epochs if config.schedule_epochs else local_epoch / config.epochs
+            for opt in opts.values():
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, position)))
+        lr = opts["generator"].param_groups[0]["lr"]
+        epoch_start = time.perf_counter()
+        count = 0
+        # per step: (g_loss, d_loss, D(x), D(G(z)), inverter's recon nats per image), on the device until read
+        rows, sizes, reported = [], [], 0
+        for step, idx in enumerate(_batches(len(x_train), batch_size, gen), start=1):
+            if should_stop(stop):
+                result.stopped = "stop"
+                break
+            xb = random_shift(x_train[idx.to(device)], config.shift, gen)
+            if config.binarize:
+                xb = torch.bernoulli(xb)
+            n = len(xb)
+            # The discriminator: real digits against this step's samples, in one pass (no batch norm in D).
+            with autocast():
+                fake = torch.sigmoid(G(torch.randn(n, d, device=device)))  # (n, 1, 28, 28)
+                logits = D(torch.cat([xb, fake.detach()])).float()  # (2n,)
+            d_loss = F.softplus(-logits[:n]).mean() + F.softplus(logits[n:]).mean()
+            opts["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            opts["discriminator"].step()
+            # The generator, non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
+            D.requires_grad_(False)
+            with autocast():
+                g_loss = F.softplus(-D(fake).float()).mean()
+            opts["generator"].zero_grad(set_to_none=True)
+            g_loss.backward()
+            opts["generator"].step()
+            D.requires_grad_(True)
+            global_step = (epoch - 1) * steps + step
+            decay = min(cfg.ema, (1 + global_step) / (10 + global_step))  # short runs average fewer steps
+            with torch.no_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+            # The inverter, against the averaged generator (frozen, eval mode): its own samples' codes, and real digits.
+            z_own = torch.randn(n, d, device=device)
+            with autocast():
+                with torch.no_grad():
+                    own = torch.sigmoid(G_ema(z_own))
+                z_loss = (E(own).float() - z_own).pow(2).sum(1).mean()
+                z_real = E(xb).float()
+                recon = bernoulli_nll(G_ema(z_real).float(), xb)  # (n,) nats
+            # the objective encode() refines, -log p(x|z) + |z|^2 / 2, per pixel so it weighs like the z loss
+            e_loss = z_loss + cfg.inverter_pixel_weight * (recon + 0.5 * z_real.pow(2).sum(1)).mean() / xb[0].numel()
+            opts["inverter"].zero_grad(set_to_none=True)
+            e_loss.backward()
+            opts["inverter"].step()
+            with torch.no_grad():
+                probs = torch.sigmoid(logits.detach())
+                rows.append(torch.stack([g_loss.detach(), d_loss.detach(), probs[:n].mean(), probs[n:].mean(),
+                                         recon.detach().mean()]))
+            sizes.append(n)
+            count += n
+            if progress and step % report_every == 0:
+                done = local_epoch * steps + step
+                rate = (samples_seen + count) / max(1e-9, time.perf_counter() - started)
+                g, dl = smoothed.add([r[:2] for r in rows[reported:]])
+                reported = len(rows)
+                progress(Progress(epoch, start_epoch + config.epochs, step, steps, rate,
+                                  (total_steps - done) * batch_size / max(rate, 1e-9), train_loss=g,
+                                  global_step=global_step, losses={"generator": g, "discriminator": dl}))
+        if result.stopped:
+            break
+        seconds = time.perf_counter() - epoch_start
+        now = smoothed.add([r[:2] for r in rows[reported:]])
+        weights = torch.tensor(sizes, dtype=torch.float64)[:, None]
+        g_mean, d_mean, d_real, d_fake, recon_mean = ((torch.stack(rows).double().cpu() * weights).sum(0)
+                                                      / max(1, count)).tolist()
+        samples_seen += count
+        standing_statistics(G_ema, d, device, seed=config.seed)
+        val_g, val_recon = _gan_validation(model, z_val, x_val)
+        stats = EpochStats(epoch, g_mean, recon_mean, 0.0, val_g, val_recon, 0.0, count / max(seconds, 1e-9),
+                           seconds, 0.0, lr, precision, g_loss=g_mean, d_loss=d_mean, d_real=d_real, d_fake=d_fake)
+        result.history.append(stats)
+        result.epochs_done = result.best_epoch = epoch
+        if not all(math.isfinite(v) for v in (g_mean, d_mean, val_g)):
+            raise ValueError("Training diverged (a GAN loss became NaN or infinite); try a smaller learning rate.")
+        if progress:
+            rate = samples_seen / max(1e-9, time.perf_counter() - started)
+            remaining = (config.epochs - local_epoch - 1) * len(x_train) / max(rate, 1e-9)
+            progress(Progress(epoch, start_epoch + config.epochs, steps, steps, rate, remaining, stats, model,
+                              train_loss=now[0] if now else g_mean, global_step=epoch * steps,
+                              optimizer_state=lambda: _gan_state(opts),
+                              losses={"generator": now[0], "discriminator": now[1]} if now else None))
+        if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+            result.stopped = "time"
+            break
+
+    if result.stopped == "stop":  # the batches after the last epoch's end moved the averaged generator too
+        standing_statistics(G_ema, d, device, seed=config.seed)
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)  # the model leaves training with no gradients held
+    model.eval()
+    result.optimizer_state = _gan_state(opts)
+    result.optimizer_meta = {name: _optimizer_to_tensors(opt)[1] for name, opt in opts.items()}
+    return result
+
+
+@torch.no_grad()
+def _gan_validation(model: LatentModel, z: torch.Tensor, x_val: torch.Tensor) -> tuple[float, float]:
+    """(the generator's loss -log D(G(z)) on the fixed codes ``z``, the inverter's unrefined reconstruction
+    error in nats per validation digit), with the averaged generator and every network in eval mode."""
+    was_training = model.training
+    model.eval()
+    g = torch.cat([F.softplus(-model.discriminate(model.decode(zb))) for zb in z.split(500)]).mean().item()
+    recon = (torch.cat([bernoulli_nll(model.decode_logits(model.inverter(xb)), xb) for xb in x_val.split(500)])
+             .mean().item() if len(x_val) else 0.0)
+    model.train(was_training)
+    return g, recon
