@@ -49,12 +49,22 @@ class DigitClassifier(nn.Module):
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class probabilities (N, C) for images in [0, 1], (N, 28, 28) or (N, 1, 28, 28)."""
+        return torch.cat([F.softmax(self(x), 1).cpu() for x in self._batches(images)]).numpy()
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The penultimate layer's activations (N, 128) for images in [0, 1], (N, 28, 28) or (N, 1, 28, 28):
+        the feature space of the Fréchet distance and of precision and recall (``metrics.sample_fidelity``),
+        as Inception's pool features are for FID."""
+        body = self.net[:-1]  # everything up to the last Linear: the 128 ReLU units it reads
+        return torch.cat([body(x).cpu() for x in self._batches(images)]).double().numpy()
+
+    def _batches(self, images: np.ndarray | torch.Tensor):
         x = torch.as_tensor(images, dtype=torch.float32)
         if x.ndim == 3:
             x = x.unsqueeze(1)
         device = next(self.parameters()).device
-        out = [F.softmax(self(x[i : i + 1000].to(device)), 1).cpu() for i in range(0, len(x), 1000)]
-        return torch.cat(out).numpy()
+        return (x[i : i + 1000].to(device) for i in range(0, len(x), 1000))
 
 
 def train_classifier(data: Dataset, epochs: int = 8, seed: int = 0, lr: float = 2e-3) -> tuple[DigitClassifier, dict]:

@@ -1,4 +1,4 @@
-"""The figures a model card reports: validation metrics, prior-sample quality, and the AE's PCA baseline."""
+"""The figures a model card reports: validation metrics, prior-sample quality and fidelity, the AE's PCA baseline."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 
 from .checkpoints import find, load_folder
 from .classifier import classifier_available, load_classifier, sample_quality
-from .data import load_dataset, load_npz
+from .data import load_dataset, load_npz, to_unit_float
 from .distributions import prior_draws
-from .metrics import evaluate
+from .metrics import evaluate, sample_fidelity
 from .models import LatentModel
 from .projections import PCAProjection
 
@@ -43,12 +43,17 @@ def full_evaluation(name: str, *, data: str | None = None, iwae_k: int = 100, bi
     else:
         ds = load_dataset((config.get("data") or {}).get("dataset", "mnist-10k"))
         x, y, source = ds.x_val, ds.y_val, f"{ds.name} validation split"
+    implicit = getattr(model, "implicit", False)
+    reader = load_classifier() if classifier_available() else None
     out = {"checkpoint": name, "kind": model.kind, "data": source}
-    out.update(evaluate(model, x, y, iwae_k=iwae_k if model.variational else 0, binarized=binarized, seed=seed))
-    if not model.variational and ds is not None:
+    out.update(evaluate(model, x, y, iwae_k=iwae_k if model.variational else 0, binarized=binarized, seed=seed,
+                        classifier=reader if implicit else None))
+    if not model.variational and not implicit and ds is not None:
         out["pca_mse"] = pca_baseline_mse(ds.x_train, ds.x_val, model.latent_dim)
         out["mse_vs_pca"] = out["mse"] / out["pca_mse"]
-    if samples and model.variational and classifier_available():
-        out["samples"] = sample_quality(prior_samples(model, samples, 1.0, seed), load_classifier())
+    if samples and (model.variational or implicit) and reader is not None:
+        images = prior_samples(model, samples, 1.0, seed)
+        # against the digits evaluated (grey levels, as the classifier was trained on, even with --binarized)
+        out["samples"] = {**sample_quality(images, reader), **sample_fidelity(images, to_unit_float(x), reader)}
     return out
 

@@ -255,7 +255,13 @@ def run(
         return RunOutcome(spec.name, result, {}, saved=False)
     if dist_info()[0] != 0:  # under torchrun only rank 0 evaluates and writes
         return RunOutcome(spec.name, result, {}, saved=False)
-    metrics = evaluate(result.model, data.x_val, data.y_val, iwae_k=spec.iwae_k if model.variational else 0)
+    reader = None
+    if getattr(model, "implicit", False):  # a GAN's inversion is scored by the digit classifier, when there is one
+        from .classifier import classifier_available, load_classifier
+
+        reader = load_classifier() if classifier_available() else None
+    metrics = evaluate(result.model, data.x_val, data.y_val, iwae_k=spec.iwae_k if model.variational else 0,
+                       classifier=reader)
     from safetensors.torch import save as st_save
 
     meta = {
