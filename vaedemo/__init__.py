@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from .api import load_model  # noqa: E402
 from .checkpoints import list_checkpoints, save_checkpoint, scan_checkpoints  # noqa: E402
+from .custom import serve  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .images import preprocess_image  # noqa: E402
 from .models import REGISTRY, build_model  # noqa: E402
@@ -25,5 +26,6 @@ __all__ = [
     "preprocess_image",
     "save_checkpoint",
     "scan_checkpoints",
+    "serve",
     "train",
 ]

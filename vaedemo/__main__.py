@@ -177,9 +177,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         os.environ["GRADIO_SERVER_NAME"] = args.host
     if args.port is not None:
         os.environ["PORT"] = str(args.port)
-    from .ui import serve  # Gradio is imported only for this command
+    from .custom import serve  # Gradio is imported only for this command
 
-    serve()
+    serve(modules=args.model_module or ())
     return 0
 
 
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("name")
     card.set_defaults(func=_cmd_card)
 
-    maps = sub.add_parser("maps", help="precompute a checkpoint's PCA and t-SNE latent maps")
+    maps = sub.add_parser("maps", help="precompute a checkpoint's PCA, t-SNE and UMAP latent maps")
     maps.add_argument("name")
     maps.add_argument("--quiet", action="store_true")
     maps.set_defaults(func=_cmd_maps)
@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the web app (what python app.py does)")
     serve.add_argument("--host", default=None, help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default $PORT, $GRADIO_SERVER_PORT or 7860)")
+    serve.add_argument("--model-module", action="append", default=None, metavar="PATH.py:build",
+                       help="also serve your own model(s): build() returns a torch.nn.Module with encode(x) -> "
+                            "(mu, logvar or None) and decode(z) -> (N, 1, 28, 28), or a dict of name -> module "
+                            "(repeatable)")
     serve.set_defaults(func=_cmd_serve)
 
     ls = sub.add_parser("list", help="list checkpoints")

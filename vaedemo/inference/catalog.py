@@ -20,10 +20,12 @@ VISITOR_MARK = " · visitor run"  # ends the label of a checkpoint trained by a 
 
 def checkpoint_choices() -> list[tuple[str, str]]:
     """(label, name) for every checkpoint that loads, e.g. ('vae-mnist · VAE · latent 200', 'vae-mnist');
-    runs trained in the app are marked as visitor runs and listed after the others."""
-    infos = [i for i in scan_checkpoints() if i.ok]
+    runs trained in the app are marked as visitor runs and listed after the others. Models registered in
+    memory (``vaedemo.serve(models=...)``) come first, marked as yours."""
+    yours = STORE.registered()
+    infos = [i for i in scan_checkpoints() if i.ok and i.name not in yours]
     infos.sort(key=lambda i: i.command == APP_COMMAND)  # stable: by name within each group
-    return [
+    return [*map(registered_choice, yours)] + [
         (
             f"{i.name} · {kind_label(i.kind)} · latent {i.latent_dim}"
             + (VISITOR_MARK if i.command == APP_COMMAND else ""),
@@ -31,6 +33,12 @@ def checkpoint_choices() -> list[tuple[str, str]]:
         )
         for i in infos
     ]
+
+
+def registered_choice(name: str) -> tuple[str, str]:
+    """(label, name) of a model registered in memory, e.g. ('mine · VAE · latent 8 · your model', 'mine')."""
+    model = STORE.get(name)
+    return f"{name} · {'VAE' if model.variational else 'AE'} · latent {model.latent_dim} · your model", name
 
 
 def broken_checkpoints() -> list[tuple[str, str]]:

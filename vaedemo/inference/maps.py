@@ -260,9 +260,10 @@ def decode_at(checkpoint: str, method: str, x: float, y: float, *, n: int | None
 
     PCA inverts exactly: z = mean + [x, y]·components. t-SNE has no inverse, so z is the
     inverse-distance-weighted mean of the k = 10 nearest map points' codes (of the full map, so
-    every size answers alike); UMAP's is approximate too (``UMAPProjection.inverse_transform``). ``far`` is set when the nearest map point is farther than 3× the
-    map's median nearest-neighbour spacing. A cvae decodes with ``label``, or the label of the
-    nearest map point. ``n`` is accepted for callers that name the map's size; it changes nothing.
+    every size answers alike); UMAP's is approximate too (``UMAPProjection.inverse_transform``). ``far`` is
+    set when the nearest map point is farther than 3× the map's median nearest-neighbour spacing. A cvae
+    decodes with ``label``, or the label of the nearest map point. ``n`` is accepted for callers that name the
+    map's size; it changes nothing.
     """
     m = full_map(checkpoint, method)
     point = np.array([[to_float(x, "The x coordinate"), to_float(y, "The y coordinate")]])
