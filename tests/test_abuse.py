@@ -241,3 +241,28 @@ def test_bad_calls_get_sentences_not_empty_errors(app_url):
         r = http.post("gradio_api/call/sample", json={"data": ["tiny-vae"]})
         assert r.status_code == 400 and "takes 5 inputs" in r.json()["detail"] and "sent 1" in r.json()["detail"]
         assert http.get("config").status_code == 200  # and the server goes on
+
+
+def test_the_download_sweep_never_follows_a_planted_symlink(tmp_path, monkeypatch):
+    """Issue: the cleanup followed a symlink planted in $TMPDIR/vaedemo-downloads and deleted what it pointed at."""
+    from vaedemo.ui import shared
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("not the app's to delete")
+    downloads = tmp_path / "vaedemo-downloads"
+    downloads.mkdir()
+    (downloads / "planted").symlink_to(victim, target_is_directory=True)
+    (downloads / "planted-file").symlink_to(victim / "precious.txt")
+    monkeypatch.setattr(shared, "EXPORT_DIR", downloads)
+    for link in downloads.iterdir():
+        os.utime(link, (0, 0), follow_symlinks=False)  # "older than an hour"
+    shared.sweep_exports(now=time.time() + 10 * 3600)
+    assert (victim / "precious.txt").read_text().startswith("not the app's")
+    assert shared.export_path("x.png").parent.parent == downloads  # the app still gets its folders there
+    downloads_link = tmp_path / "planted-dir"
+    downloads_link.symlink_to(victim, target_is_directory=True)
+    monkeypatch.setattr(shared, "EXPORT_DIR", downloads_link)  # the whole folder planted as a symlink
+    path = shared.export_path("y.png")
+    assert not downloads_link.is_symlink() and path.parent.parent == downloads_link
+    assert (victim / "precious.txt").exists()
