@@ -244,6 +244,9 @@ def test_the_map_tab_colours_by_a_figure_and_draws_a_compared_map():
     assert len(data["cloud"]["x"]) == maps.CLOUD_SAMPLES and data["cloud"]["ellipse"] is not None
     assert shown["key"]["colour"] == "error" and shown["key"]["compare"] == "tiny-ae"
     assert "q(z|x)" in shown["note"] and "tiny-ae" in shown["note"]
+    by_elbo = json.loads(latent_map.latent_map("tiny-vae2", "pca", 300, None, lambda *a, **k: None, "neg_elbo",
+                                               "tiny-ae")["map"])
+    assert by_elbo["values"] is not None and by_elbo["compare"]["values"] is None  # an AE has no −ELBO: labels
 
     import gradio as gr
 

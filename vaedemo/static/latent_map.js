@@ -163,25 +163,28 @@ function buildTraces(view) {
     });
   }
   if (view.which === 'a' && payload.here) {
-    if (payload.cloud) {
+    const cloud = payload.cloud;
+    if (cloud) {
       // q(z|x): its draws and, for PCA, its 95% ellipse; toggled with "your digit" in the legend.
       traces.push({
-        type: kind, mode: 'markers', name: 'q(z|x) draws', x: payload.cloud.x, y: payload.cloud.y,
+        type: kind, mode: 'markers', name: 'q(z|x) draws', x: cloud.x, y: cloud.y,
         legendgroup: 'here', showlegend: false, hoverinfo: 'skip',
-        marker: { size: 3, color: 'rgba(17,17,17,0.55)' },
+        marker: { size: 4, color: 'rgba(0,0,0,0.8)', line: { color: '#fff', width: 0.5 } },
       });
-      if (payload.cloud.ellipse) {
-        traces.push({
-          type: 'scatter', mode: 'lines', name: 'q(z|x) 95%', x: payload.cloud.ellipse.x, y: payload.cloud.ellipse.y,
-          legendgroup: 'here', showlegend: false, hoverinfo: 'skip', line: { color: '#111', width: 2, dash: 'dot' },
-        });
-      }
     }
     traces.push({
       type: kind, mode: 'markers', name: 'your digit', x: [payload.here[0]], y: [payload.here[1]],
       legendgroup: 'here', hoverinfo: 'none',
-      marker: { symbol: 'star', size: 24, color: '#111', line: { color: '#ffd400', width: 2 } },
+      // smaller over its cloud, which can be narrower than a big star
+      marker: { symbol: 'star', size: cloud ? 16 : 24, color: '#111', line: { color: '#ffd400', width: 2 } },
     });
+    if (cloud && cloud.ellipse) {
+      traces.push({
+        // In the points' (WebGL) layer and after the star: an SVG line would be drawn under them.
+        type: kind, mode: 'lines', name: 'q(z|x) 95%', x: cloud.ellipse.x, y: cloud.ellipse.y,
+        legendgroup: 'here', showlegend: false, hoverinfo: 'skip', line: { color: '#d00', width: 2.5 },
+      });
+    }
   }
   traces.push({
     type: kind, mode: 'markers', name: 'picked', x: [], y: [], showlegend: false, hoverinfo: 'skip',
@@ -331,7 +334,9 @@ function layoutFor(view) {
     dragmode: dragMode(),
     xaxis: { title: { text: d.axis[0] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
     yaxis: { title: { text: d.axis[1] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
-    legend: { title: { text: 'label' }, itemsizing: 'constant', y: 0.9 },
+    // With a colour bar at the right, the few legend entries left (prior, your digit) go above the plot.
+    legend: d.values ? { orientation: 'h', x: 0, y: 1.01, yanchor: 'bottom', itemsizing: 'constant' }
+      : { title: { text: 'label' }, itemsizing: 'constant', y: 0.9 },
     showlegend: view.which === 'a',
     plot_bgcolor: '#fff',
     paper_bgcolor: 'rgba(0,0,0,0)',

@@ -107,9 +107,10 @@ def _note(about: dict, lm: inference.LatentMap, starred: bool, prior_xy: np.ndar
     if starred:
         note += "\n\nThe black star marks the digit you gave on the Reconstruct tab."
         if cloud is not None:
+            how = (", and the red outline holds 95% of q(z|x) seen through PCA." if cloud.ellipse is not None
+                   else f", each placed by {METHOD_NAMES[lm.method]}'s rule for a new code.")
             note += (f" The small dark dots around it are {len(cloud.samples)} draws from q(z|x), where the encoder "
-                     "puts it" + (", and the outline holds 95% of q(z|x) seen through PCA." if cloud.ellipse is not None
-                                   else f", each placed by {METHOD_NAMES[lm.method]}'s rule for a new code."))
+                     "puts it" + how + " (Zoom in where it is small.)")
     if lm.method == "umap":
         note += ("\n\nUMAP has no exact way back and forth: a new digit is placed, and a clicked place decoded, "
                  "from its 15 nearest neighbours (umap-learn's starting point, without its refinement), so both "
@@ -155,7 +156,11 @@ def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any, colour:
     if compare:
         compared = info(compare)
         other = inference.latent_map(compare, lm.method, n, progress=lambda f, msg: progress(f, desc=msg))
-        part = _map_part(other, inference.map_values(other, colour) if colour != "label" else None, colour)
+        try:
+            other_values = inference.map_values(other, colour)
+        except ValueError:  # e.g. an AE compared by −ELBO: its map keeps the labels' colours
+            other_values = None
+        part = _map_part(other, other_values, colour)
     key = map_key(checkpoint, lm.method, n, here, colour, compare or "")
     return {"map": map_payload(lm, here_xy, prior_xy, values=values, colour=colour, cloud=cloud, compare=part),
             "manifold": _manifold(checkpoint, about),
