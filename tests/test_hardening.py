@@ -361,7 +361,7 @@ def test_private_endpoints_refuse_server_files_too(app_url, outside_digit):
 SAMPLE = ("tiny-vae", 4, 1.0, 0, "any")  # checkpoint, count, temperature, seed, digit
 INTERPOLATE = ("tiny-vae", None, None, 0, 5, 4)  # checkpoint, start image, end image, start #, end #, steps
 TRAVERSE = ("tiny-ae", None, 0, [0], 3, 1.0)  # checkpoint, image, digit #, dims, steps, span
-LATENT_MAP = ("tiny-vae", "pca", 500)  # checkpoint, method, n
+LATENT_MAP = ("tiny-vae", "pca", 500, "label", "")  # checkpoint, method, n, colour by, compared model
 # model, dataset, latent size, β, epochs, batch size, learning rate, name
 TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0, "auto")  # then prior, precision
 
@@ -617,6 +617,7 @@ SLOW_SAVER = textwrap.dedent(
             time.sleep(60)
         ck._write_synced = write
     else:  # killed between the two renames of an overwrite: the old folder is moved aside, the new not yet in
+        ck._RENAMEAT2 = None  # the two-rename path (systems without Linux's exchange rename), the one to recover
         real_replace = os.replace
         def replace(src, dst):
             real_replace(src, dst)

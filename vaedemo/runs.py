@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from . import __version__
 from .checkpoints import (
+    LOCK_FILE,
     checkpoint_dir,
     delete_checkpoint,
     find,
@@ -148,11 +150,18 @@ def partial_runs() -> list[PartialRun]:
 
 
 def discard_partial(name: str) -> None:
-    """Forget the partial run ``name`` (after the run finished and saved, or when a visitor declines it)."""
+    """Forget the partial run ``name`` (after the run finished and saved, or when a visitor declines it);
+    the partial-runs folder goes too once nothing is left in it."""
+    root = partial_root()
     try:
-        delete_checkpoint(name, root=partial_root())
+        delete_checkpoint(name, root=root)
     except ValueError:
         pass  # there was none
+    try:
+        if root.is_dir() and {p.name for p in root.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(root, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def partial_spec(name: str) -> RunSpec | None:

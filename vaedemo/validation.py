@@ -50,6 +50,15 @@ def whole(value: Any, what: str, lo: int, hi: int) -> int:
     return int(number)
 
 
+def within(value: Any, what: str, lo: int, hi: int) -> int:
+    """``whole``, for a choice among lo..hi (a dataset digit, an example, a map size): anything that is not
+    one of them, NaN included, is answered with the range to choose from."""
+    try:
+        return whole(value, what, lo, hi)
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number from {lo} to {hi}, not {quote(value)}.") from None
+
+
 def number(value: Any, what: str, lo: float, hi: float, lo_open: bool = False) -> float:
     """A number in [lo, hi] (or (lo, hi] with ``lo_open``)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:

@@ -14,11 +14,21 @@ import numpy as np
 
 from .. import inference, plots, zerogpu
 from ..images import to_pil
-from ..validation import whole
+from ..validation import whole, within
 from . import map_tools
 from .components import NumberSlider, checkpoint_dropdown, out_image
-from .shared import (NONE_CHOICE, SPRITE_COLS, Outputs, digit, event_data, friendly, info, need, refresh_checkpoint,
-                     refresh_compare)
+from .shared import (
+    NONE_CHOICE,
+    SPRITE_COLS,
+    Outputs,
+    digit,
+    event_data,
+    friendly,
+    info,
+    need,
+    refresh_checkpoint,
+    refresh_compare,
+)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_ROUTE = "vaedemo-static"  # relative URLs, so the app also works under a proxy's sub-path
@@ -139,7 +149,7 @@ def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any, colour:
          compare: Any = "") -> dict:
     """The map, the manifold grid, the note and the key saying what is shown, by output name."""
     checkpoint = need(checkpoint)
-    n = whole(n, "The number of digits", inference.MIN_MAP_SIZE, inference.MAP_SIZE)
+    n = within(n, "The number of digits", inference.MIN_MAP_SIZE, inference.MAP_SIZE)
     colour = inference.check_colour(colour)
     about = info(checkpoint)
     lm = inference.latent_map(checkpoint, method, n, progress=lambda f, msg: progress(f, desc=msg))
@@ -202,7 +212,7 @@ def _map_click(key, evt: gr.EventData) -> tuple[dict, str]:
 def map_point(key, evt: gr.EventData):
     """A click on a point: that digit and the model's reconstruction of it."""
     data, checkpoint = _map_click(key, evt)
-    index = whole(data.get("index"), "The digit number", 0, inference.MAP_SIZE - 1)
+    index = within(data.get("index"), "The digit number", 0, inference.MAP_SIZE - 1)
     label = int(inference.bundled()[1][index])
     # A cvae is given the digit's true label, as the map's codes and its colours were.
     r = inference.reconstruct(index, checkpoint, n_samples=0, label=label)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .. import inference, plots, zerogpu
 from ..images import BlankImageError
-from ..validation import whole
+from ..validation import within
 from .components import DigitImage, GalleryOut, checkpoint_dropdown, out_image
 from .shared import (
     NONE_CHOICE,
@@ -134,7 +134,7 @@ def reconstruct_sketch(sketch, checkpoint, compare_with=""):
 @friendly
 @zerogpu.gpu("reconstruct")
 def reconstruct_example(checkpoint, compare_with, evt: gr.SelectData):
-    index = example_indices()[whole(evt.index, "The example", 0, len(example_indices()) - 1)]
+    index = example_indices()[within(evt.index, "The example", 0, len(example_indices()) - 1)]
     return view(inference.digit_input(index), need(checkpoint), compare_with)
 
 

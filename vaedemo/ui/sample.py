@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from .. import exports, inference, plots, zerogpu
-from ..validation import whole
+from ..validation import whole, within
 from .components import NumberBox, NumberSlider, checkpoint_dropdown, digit_picker, out_image, strip_image
 from .shared import Outputs, digit, export_path, friendly, info, need, refresh_checkpoint, strip
 
@@ -91,7 +91,7 @@ def _endpoint(image: Any, index: Any, what: str) -> np.ndarray:
         return inference.digit_input(image)
     if index is None or index == "":
         raise ValueError(f"Give the {what} digit: upload one or type a dataset number (0-9999).")
-    return inference.digit_input(whole(index, f"The {what} digit number", 0, inference.MAP_SIZE - 1))
+    return inference.digit_input(within(index, f"The {what} digit number", 0, inference.MAP_SIZE - 1))
 
 
 @friendly
@@ -140,7 +140,7 @@ def traverse(checkpoint, image=None, index=0, dims=None, steps=9, span=3.0):
 def export_projector(checkpoint, n=2000, progress=gr.Progress()):
     """Latent codes as TSV + a sprite for https://projector.tensorflow.org."""
     checkpoint = need(checkpoint)
-    n = whole(n, "The number of digits", inference.MIN_MAP_SIZE, inference.MAP_SIZE)
+    n = within(n, "The number of digits", inference.MIN_MAP_SIZE, inference.MAP_SIZE)
     lm = inference.latent_map(checkpoint, "pca", n, progress=lambda f, msg: progress(f, desc=msg))
     images = inference.bundled()[0][lm.indices].astype(np.float32) / 255.0
     files = exports.projector_bundle(lm.codes, lm.labels, images, indices=lm.indices)

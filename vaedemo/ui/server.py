@@ -32,10 +32,10 @@ def setup() -> None:
     no Gradio telemetry, Pillow's limits for visitors' pictures, logging, and the checkpoint folder
     cleaned of what a killed save left behind."""
     global _setup_done
+    configure_pillow()  # every time (it is idempotent): a caller's warnings.catch_warnings() may have undone it
     if _setup_done:
         return
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # gradio reads it when it launches
-    configure_pillow()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

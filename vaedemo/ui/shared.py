@@ -89,7 +89,9 @@ class Outputs:
     def only(self, *names: str) -> Outputs:
         return Outputs(**{n: self.components[n] for n in names})
 
-    def _map(self, values: dict) -> dict:
+    def _map(self, values: dict) -> dict | tuple:
+        if not values:  # nothing changes; Gradio reads an empty dict as one value, so skip each output
+            return tuple(gr.skip() for _ in self.components)
         return {self.components[name]: value for name, value in values.items()}
 
     def bind(self, fn: Callable) -> Callable:
