@@ -26,7 +26,13 @@ TINY = {
     "tiny-mix-vae": ("vae", 4, 128, 3000, 2, 64, 3e-3),
 }
 PRIORS = {"tiny-mix-vae": 5}  # name → components of its learnt mixture prior (the rest use N(0, I))
-POLICY_ENV = ("VAEDEMO_TRAINING", "VAEDEMO_MAX_EPOCHS", "VAEDEMO_MAX_TRAIN_ITEMS", "VAEDEMO_MAX_TRAIN_SECONDS", "SPACE_ID")
+POLICY_ENV = (
+    "VAEDEMO_TRAINING",
+    "VAEDEMO_MAX_EPOCHS",
+    "VAEDEMO_MAX_TRAIN_ITEMS",
+    "VAEDEMO_MAX_TRAIN_SECONDS",
+    "SPACE_ID",
+)
 VAL_ITEMS = 200  # a smaller validation split than mnist-10k's 1,000 keeps the final evaluation quick
 
 
@@ -37,9 +43,16 @@ def train_tiny(root: Path, names: list[str] | None = None) -> Path:
     for name in names or TINY:
         kind, latent, hidden, max_train, epochs, batch_size, lr = TINY[name]
         torch.manual_seed(0)  # the weights are initialised before training seeds the run
-        spec = RunSpec(name=name, model=kind, latent_dim=latent, hidden_dim=hidden, max_train=max_train, iwae_k=5,
-                       prior_components=PRIORS.get(name, 0),
-                       train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device="cpu"))
+        spec = RunSpec(
+            name=name,
+            model=kind,
+            latent_dim=latent,
+            hidden_dim=hidden,
+            max_train=max_train,
+            iwae_k=5,
+            prior_components=PRIORS.get(name, 0),
+            train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device="cpu"),
+        )
         run(spec, data=data)
     return root
 

@@ -65,7 +65,9 @@ def checkpoint_dir() -> Path:
 
 
 # Windows opens a device, not a folder, for these names (with any extension): a checkpoint copied there would break.
-RESERVED_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))})
+RESERVED_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
 
 
 def validate_name(name: Any) -> str:

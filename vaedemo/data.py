@@ -52,15 +52,28 @@ class Dataset:
         return len(self.class_names)
 
     def describe(self) -> dict:
-        return {"dataset": self.name, "n_train": int(len(self.x_train)), "n_val": int(len(self.x_val)),
-                "split_seed": SPLIT_SEED, "source": self.source}
+        return {
+            "dataset": self.name,
+            "n_train": int(len(self.x_train)),
+            "n_val": int(len(self.x_val)),
+            "split_seed": SPLIT_SEED,
+            "source": self.source,
+        }
 
-    def limit(self, max_train: int | None) -> "Dataset":
+    def limit(self, max_train: int | None) -> Dataset:
         """The first ``max_train`` training items (the split is already shuffled); validation kept."""
         if not max_train or max_train >= len(self.x_train):
             return self
-        return Dataset(self.name, self.x_train[:max_train], self.y_train[:max_train], self.x_val, self.y_val,
-                       self.class_names, self.source, self.skipped)
+        return Dataset(
+            self.name,
+            self.x_train[:max_train],
+            self.y_train[:max_train],
+            self.x_val,
+            self.y_val,
+            self.class_names,
+            self.source,
+            self.skipped,
+        )
 
 
 def cache_dir() -> Path:
@@ -159,9 +172,14 @@ def user_images(path: str | Path) -> Dataset:
     if len(images) < 2:
         raise ValueError(f"Found fewer than 2 readable images in {path.name!r} ({skipped} could not be read).")
     class_names = sorted(set(labels))
-    y = np.array([class_names.index(l) for l in labels], dtype=np.int64)
-    ds = Dataset(path.name, *split(np.stack(images), y), class_names=class_names or [""],
-                 source=f"user images from {path.name}", skipped=skipped)
+    y = np.array([class_names.index(c) for c in labels], dtype=np.int64)
+    ds = Dataset(
+        path.name,
+        *split(np.stack(images), y),
+        class_names=class_names or [""],
+        source=f"user images from {path.name}",
+        skipped=skipped,
+    )
     return ds
 
 
@@ -173,7 +191,9 @@ def load_dataset(name: str = "mnist-10k", root: Path | None = None) -> Dataset:
         return _torchvision(name, root)
     if isinstance(name, str) and (os.sep in name or name.endswith(".zip")) and Path(name).exists():
         return user_images(name)
-    raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or give a folder or zip of images.")
+    raise ValueError(
+        f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or give a folder or zip of images."
+    )
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -183,7 +203,9 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
             x = f["x"]
             y = f["y"].astype(np.int64) if "y" in f.files else None
     except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"Could not read {Path(path).name}: it must be an .npz holding 'x' (uint8, N×28×28) ({e}).") from None
+        raise ValueError(
+            f"Could not read {Path(path).name}: it must be an .npz holding 'x' (uint8, N×28×28) ({e})."
+        ) from None
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise ValueError(f"'x' in {Path(path).name} has shape {x.shape}; it must be N×28×28.")
     if x.dtype != np.uint8:
