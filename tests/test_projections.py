@@ -4,11 +4,10 @@ import inspect
 
 import numpy as np
 import pytest
+from _tiny import single_threaded
 from sklearn.decomposition import PCA
 
 from vaedemo.projections import PCAProjection, TSNEProjection, far_from_map
-
-from _tiny import single_threaded
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -58,7 +58,7 @@ class PCAProjection:
     def __init__(self, n_components: int = 2):
         self.n_components = n_components
 
-    def fit(self, codes: np.ndarray) -> "PCAProjection":
+    def fit(self, codes: np.ndarray) -> PCAProjection:
         from sklearn.decomposition import PCA
 
         codes = _as_codes(codes)
@@ -83,7 +83,7 @@ class PCAProjection:
         return self.mean_ + xy @ self.components_  # (N, D)
 
     @classmethod
-    def from_arrays(cls, mean: np.ndarray, components: np.ndarray) -> "PCAProjection":
+    def from_arrays(cls, mean: np.ndarray, components: np.ndarray) -> PCAProjection:
         """Rebuild a fitted projection from saved ``mean_`` (D,) and ``components_`` (k, D)."""
         proj = cls(n_components=len(components))
         proj.mean_ = np.asarray(mean, dtype=np.float64)
@@ -99,8 +99,15 @@ class TSNEProjection:
     point) interpolate from the k nearest fitted points, weighted by inverse distance.
     """
 
-    def __init__(self, perplexity: float = 30.0, max_iter: int = 600, pca_dims: int = TSNE_PCA_DIMS,
-                 random_state: int = 0, k: int = 10, angle: float = 0.8):
+    def __init__(
+        self,
+        perplexity: float = 30.0,
+        max_iter: int = 600,
+        pca_dims: int = TSNE_PCA_DIMS,
+        random_state: int = 0,
+        k: int = 10,
+        angle: float = 0.8,
+    ):
         self.perplexity = perplexity
         self.max_iter = max_iter
         # Barnes-Hut's accuracy knob (sklearn's default 0.5). On 10,000 VAE codes, 0.8 with 600 iterations
@@ -110,7 +117,7 @@ class TSNEProjection:
         self.random_state = random_state
         self.k = k
 
-    def fit(self, codes: np.ndarray) -> "TSNEProjection":
+    def fit(self, codes: np.ndarray) -> TSNEProjection:
         from sklearn.manifold import TSNE  # imported late: only t-SNE maps need it
 
         codes = _as_codes(codes)
@@ -119,8 +126,15 @@ class TSNEProjection:
             # PCA first: faster neighbour search and less noise, as van der Maaten recommends.
             features = PCAProjection(self.pca_dims).fit(codes).transform(codes)
         perplexity = min(float(self.perplexity), (len(codes) - 1) / 3.0)  # sklearn needs perplexity < N
-        tsne = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity,
-                    max_iter=self.max_iter, angle=self.angle, random_state=self.random_state)
+        tsne = TSNE(
+            n_components=2,
+            init="pca",
+            learning_rate="auto",
+            perplexity=perplexity,
+            max_iter=self.max_iter,
+            angle=self.angle,
+            random_state=self.random_state,
+        )
         embedding = tsne.fit_transform(features.astype(np.float32))
         return self._set(codes, embedding)
 
@@ -128,11 +142,11 @@ class TSNEProjection:
         return self.fit(codes).embedding_
 
     @classmethod
-    def from_arrays(cls, codes: np.ndarray, embedding: np.ndarray, k: int = 10) -> "TSNEProjection":
+    def from_arrays(cls, codes: np.ndarray, embedding: np.ndarray, k: int = 10) -> TSNEProjection:
         """Rebuild a fitted projection from saved codes (N, D) and their 2-D embedding (N, 2)."""
         return cls(k=k)._set(_as_codes(codes), _as_points(embedding, 2, "The embedding"))
 
-    def _set(self, codes: np.ndarray, embedding: np.ndarray) -> "TSNEProjection":
+    def _set(self, codes: np.ndarray, embedding: np.ndarray) -> TSNEProjection:
         self.codes_ = codes  # (N, D)
         self.embedding_ = np.asarray(embedding, dtype=np.float64)  # (N, 2)
         # Median distance from each map point to its nearest other point: the map's typical spacing.
@@ -185,22 +199,34 @@ class UMAPProjection:
     kernel 1 / (1 + a d^2b). Both are approximate.
     """
 
-    def __init__(self, n_neighbors: int = UMAP_NEIGHBOURS, min_dist: float = UMAP_MIN_DIST, random_state: int = 0,
-                 n_epochs: int | None = None):
+    def __init__(
+        self,
+        n_neighbors: int = UMAP_NEIGHBOURS,
+        min_dist: float = UMAP_MIN_DIST,
+        random_state: int = 0,
+        n_epochs: int | None = None,
+    ):
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.random_state = random_state  # seeded: the same codes give the same map (umap-learn then runs one thread)
         self.n_epochs = n_epochs  # None: umap-learn's choice (500 epochs up to 10,000 points, 200 above)
 
-    def fit(self, codes: np.ndarray) -> "UMAPProjection":
+    def fit(self, codes: np.ndarray) -> UMAPProjection:
         import warnings
 
         import umap  # imported late: it compiles with numba on first use (tens of seconds), only UMAP maps need it
 
         codes = _as_codes(codes)
         k = max(2, min(self.n_neighbors, len(codes) - 1))
-        model = umap.UMAP(n_neighbors=k, min_dist=self.min_dist, n_components=2, random_state=self.random_state,
-                          n_jobs=1, n_epochs=self.n_epochs, init="spectral" if len(codes) > k + 1 else "random")
+        model = umap.UMAP(
+            n_neighbors=k,
+            min_dist=self.min_dist,
+            n_components=2,
+            random_state=self.random_state,
+            n_jobs=1,
+            n_epochs=self.n_epochs,
+            init="spectral" if len(codes) > k + 1 else "random",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "spectral initialisation failed" on tiny sets: it falls back itself
             embedding = model.fit_transform(codes.astype(np.float32))
@@ -210,16 +236,16 @@ class UMAPProjection:
         return self.fit(codes).embedding_
 
     @classmethod
-    def from_arrays(cls, codes: np.ndarray, embedding: np.ndarray, ab: np.ndarray,
-                    n_neighbors: int = UMAP_NEIGHBOURS) -> "UMAPProjection":
+    def from_arrays(
+        cls, codes: np.ndarray, embedding: np.ndarray, ab: np.ndarray, n_neighbors: int = UMAP_NEIGHBOURS
+    ) -> UMAPProjection:
         """Rebuild a fitted projection from saved codes (N, D), their embedding (N, 2) and UMAP's (a, b)."""
         ab = np.asarray(ab, dtype=np.float64).reshape(-1)
         if ab.shape != (2,) or not np.isfinite(ab).all() or (ab <= 0).any():
             raise ValueError(f"UMAP's curve parameters must be two positive numbers, not {ab!r}.")
-        return cls(n_neighbors=n_neighbors)._set(_as_codes(codes), _as_points(embedding, 2, "The embedding"),
-                                                 tuple(ab))
+        return cls(n_neighbors=n_neighbors)._set(_as_codes(codes), _as_points(embedding, 2, "The embedding"), tuple(ab))
 
-    def _set(self, codes: np.ndarray, embedding: np.ndarray, ab: tuple[float, float]) -> "UMAPProjection":
+    def _set(self, codes: np.ndarray, embedding: np.ndarray, ab: tuple[float, float]) -> UMAPProjection:
         self.codes_ = codes  # (N, D)
         self.embedding_ = np.asarray(embedding, dtype=np.float64)  # (N, 2)
         self.ab_ = np.asarray(ab, dtype=np.float64)  # (2,) the low-dimensional kernel 1 / (1 + a d^2b)

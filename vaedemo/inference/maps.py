@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,8 +120,12 @@ def _read(entry: Entry, method: str) -> LatentMap | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
-            if (int(f["format"]) != MAP_FORMAT or str(f["method"]) != method or int(f["n"]) != MAP_SIZE
-                    or int(f["checkpoint_fingerprint"]) != entry.fingerprint):
+            if (
+                int(f["format"]) != MAP_FORMAT
+                or str(f["method"]) != method
+                or int(f["n"]) != MAP_SIZE
+                or int(f["checkpoint_fingerprint"]) != entry.fingerprint
+            ):
                 return None
             arrays = {k: f[k] for k in ("coords", "labels", "indices", "codes")}
             pca = {k: f[k] for k in ("mean", "components")} if method == "pca" else {}
@@ -129,14 +134,30 @@ def _read(entry: Entry, method: str) -> LatentMap | None:
         log.warning("ignoring %s: %s", path, e)
         return None
     d, n = entry.model.latent_dim, MAP_SIZE
-    if (arrays["coords"].shape != (n, 2) or arrays["codes"].shape != (n, d) or len(arrays["labels"]) != n
-            or not np.isfinite(arrays["coords"]).all() or (pca and pca["components"].shape != (2, d))
-            or (method == "umap" and (ab.shape != (2,) or not (ab > 0).all()))):
+    if (
+        arrays["coords"].shape != (n, 2)
+        or arrays["codes"].shape != (n, d)
+        or len(arrays["labels"]) != n
+        or not np.isfinite(arrays["coords"]).all()
+        or (pca and pca["components"].shape != (2, d))
+        or (method == "umap" and (ab.shape != (2,) or not (ab > 0).all()))
+    ):
         return None
-    return _finish(LatentMap(entry.name, method, arrays["coords"].astype(np.float32),
-                             arrays["labels"].astype(np.int64), arrays["indices"].astype(np.int64),
-                             arrays["codes"].astype(np.float32), pca.get("mean"), pca.get("components"),
-                             ab, entry.fingerprint, from_disk=True))
+    return _finish(
+        LatentMap(
+            entry.name,
+            method,
+            arrays["coords"].astype(np.float32),
+            arrays["labels"].astype(np.int64),
+            arrays["indices"].astype(np.int64),
+            arrays["codes"].astype(np.float32),
+            pca.get("mean"),
+            pca.get("components"),
+            ab,
+            entry.fingerprint,
+            from_disk=True,
+        )
+    )
 
 
 def _write(entry: Entry, m: LatentMap) -> Path | None:
@@ -146,9 +167,18 @@ def _write(entry: Entry, m: LatentMap) -> Path | None:
     extra = {"mean": m.mean, "components": m.components} if m.method == "pca" else {}
     if m.method == "umap":
         extra = {"umap_ab": m.umap_ab}
-    np.savez_compressed(buf, format=MAP_FORMAT, method=m.method, n=m.n,
-                        checkpoint_fingerprint=np.int64(m.checkpoint_fingerprint),
-                        coords=m.coords, labels=m.labels, indices=m.indices, codes=m.codes, **extra)
+    np.savez_compressed(
+        buf,
+        format=MAP_FORMAT,
+        method=m.method,
+        n=m.n,
+        checkpoint_fingerprint=np.int64(m.checkpoint_fingerprint),
+        coords=m.coords,
+        labels=m.labels,
+        indices=m.indices,
+        codes=m.codes,
+        **extra,
+    )
     path = map_path(entry.folder, m.method)
     try:
         write_bytes_atomic(path, buf.getvalue())
@@ -183,9 +213,21 @@ def _compute(entry: Entry, method: str, progress: ProgressFn | None) -> LatentMa
         coords = TSNEProjection(max_iter=TSNE_MAX_ITER).fit_transform(codes).astype(np.float32)
         pca = {}
     seconds = time.perf_counter() - start
-    m = _finish(LatentMap(entry.name, method, coords, labels, np.arange(len(codes)), codes.copy(),
-                          pca.get("mean"), pca.get("components"), pca.get("umap_ab"), entry.fingerprint,
-                          seconds=seconds))
+    m = _finish(
+        LatentMap(
+            entry.name,
+            method,
+            coords,
+            labels,
+            np.arange(len(codes)),
+            codes.copy(),
+            pca.get("mean"),
+            pca.get("components"),
+            pca.get("umap_ab"),
+            entry.fingerprint,
+            seconds=seconds,
+        )
+    )
     _report(progress, 0.95, "Saving the map")
     _write(entry, m)
     _report(progress, 1.0, "Done")
@@ -220,7 +262,9 @@ def full_map(checkpoint: str, method: str = "pca", progress: ProgressFn | None =
     return m
 
 
-def latent_map(checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress: ProgressFn | None = None) -> LatentMap:
+def latent_map(
+    checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress: ProgressFn | None = None
+) -> LatentMap:
     """The 2-D map of n bundled digits' codes: the full map's points for a fixed subset of the digits.
 
     ``progress(fraction, message)`` is called while a full map is computed (t-SNE takes a while).
@@ -231,8 +275,9 @@ def latent_map(checkpoint: str, method: str = "pca", n: int = MAP_SIZE, progress
     if n >= full.n:
         return full
     pick = np.searchsorted(full.indices, map_indices(n))
-    part = replace(full, coords=full.coords[pick], labels=full.labels[pick], indices=full.indices[pick],
-                   codes=full.codes[pick])
+    part = replace(
+        full, coords=full.coords[pick], labels=full.labels[pick], indices=full.indices[pick], codes=full.codes[pick]
+    )
     for arr in (part.coords, part.labels, part.indices, part.codes):
         arr.setflags(write=False)
     return part
@@ -254,8 +299,9 @@ class DecodedPoint:
     label_used: int | None = None
 
 
-def decode_at(checkpoint: str, method: str, x: float, y: float, *, n: int | None = None,
-              label: int | None = None) -> DecodedPoint:
+def decode_at(
+    checkpoint: str, method: str, x: float, y: float, *, n: int | None = None, label: int | None = None
+) -> DecodedPoint:
     """Decode the code behind a point of the map.
 
     PCA inverts exactly: z = mean + [x, y]·components. t-SNE has no inverse, so z is the
@@ -288,8 +334,9 @@ def map_codes(m: LatentMap, xy: np.ndarray) -> np.ndarray:
     return m.projection.inverse(xy) if m.method == "tsne" else m.projection.inverse_transform(xy)
 
 
-def project_point(checkpoint: str, method: str, image: Any, *, n: int | None = None,
-                  label: int | None = None) -> tuple[float, float]:
+def project_point(
+    checkpoint: str, method: str, image: Any, *, n: int | None = None, label: int | None = None
+) -> tuple[float, float]:
     """Where a digit lands on the map ("you are here"): exact for PCA, the weighted mean of its
     k nearest latent neighbours' positions for t-SNE."""
     m = full_map(checkpoint, method)
@@ -325,8 +372,9 @@ class PosteriorCloud:
     ellipse: np.ndarray | None  # (K, 2) a closed outline, PCA only: W diag(sigma²) Wᵀ at ELLIPSE_MASS
 
 
-def posterior_cloud(checkpoint: str, method: str, image: Any, *, samples: int = CLOUD_SAMPLES, seed: int = 0,
-                    label: int | None = None) -> PosteriorCloud | None:
+def posterior_cloud(
+    checkpoint: str, method: str, image: Any, *, samples: int = CLOUD_SAMPLES, seed: int = 0, label: int | None = None
+) -> PosteriorCloud | None:
     """q(z|x) of a digit drawn on the map: None for an AE (its code is one point). PCA projects exactly, so
     its ellipse is the projected covariance; t-SNE and UMAP place each draw among its nearest digits."""
     from scipy.stats import chi2

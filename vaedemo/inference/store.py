@@ -9,9 +9,10 @@ import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -89,7 +90,7 @@ class Entry:
         """The weights' content hash (weights_fingerprint), read once and only by what needs it (the maps)."""
         return self.extra("fingerprint", lambda e: weights_fingerprint(e.folder))
 
-    def extra(self, key: str, compute: Callable[["Entry"], Any]) -> Any:
+    def extra(self, key: str, compute: Callable[[Entry], Any]) -> Any:
         """``compute(self)`` once, then the cached value (statistics, maps, the fingerprint)."""
         value = self.extras.get(key)
         if value is None:
