@@ -10,8 +10,12 @@ from .data import MNIST_CREDIT
 
 # The targets the pretrained-checkpoints issue sets, per shipped model, written beside what was measured.
 TARGETS = {
-    "vae-mnist": {"neg_elbo": ("≤", 100.0), "iwae_nll": ("≤", 92.0), "confident_share": ("≥", 0.7),
-                  "class_entropy": ("≥", 2.2)},
+    "vae-mnist": {
+        "neg_elbo": ("≤", 100.0),
+        "iwae_nll": ("≤", 92.0),
+        "confident_share": ("≥", 0.7),
+        "class_entropy": ("≥", 2.2),
+    },
     "conv-vae-mnist": {"confident_share": ("≥", 0.7), "class_entropy": ("≥", 2.2)},
     "ae-mnist": {"mse_vs_pca": ("≤", 0.5)},
 }
@@ -47,11 +51,17 @@ def _metric_rows(ev: dict, targets: dict, learnt_prior: bool = False) -> list[st
     flat = {k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat.update({k: v for k, v in (ev.get("samples") or {}).items() if isinstance(v, float)})
     labels = {
-        "neg_elbo": "−ELBO (nats)", "iwae_nll": f"IWAE NLL, k = {ev.get('iwae_k', '?')} (nats)",
-        "recon_nats": "reconstruction term (nats)", "kl_nats": "KL term (nats)", "mse": "reconstruction MSE",
-        "pca_mse": "PCA baseline MSE (same number of components)", "mse_vs_pca": "MSE ÷ PCA baseline",
-        "active_units": ("active units (variance of the posterior mean > 0.01)" if learnt_prior
-                         else "active units (KL > 0.01 nats)"), "confident_share": "samples classified with confidence ≥ 0.9",
+        "neg_elbo": "−ELBO (nats)",
+        "iwae_nll": f"IWAE NLL, k = {ev.get('iwae_k', '?')} (nats)",
+        "recon_nats": "reconstruction term (nats)",
+        "kl_nats": "KL term (nats)",
+        "mse": "reconstruction MSE",
+        "pca_mse": "PCA baseline MSE (same number of components)",
+        "mse_vs_pca": "MSE ÷ PCA baseline",
+        "active_units": (
+            "active units (variance of the posterior mean > 0.01)" if learnt_prior else "active units (KL > 0.01 nats)"
+        ),
+        "confident_share": "samples classified with confidence ≥ 0.9",
         "class_entropy": "entropy of the samples' class histogram (ln 10 = 2.303)",
     }
     for key, label in labels.items():
@@ -146,8 +156,8 @@ def render_card(config: dict) -> str:
 
 def _classifier_accuracy() -> str:
     try:
-        from .classifier import DEFAULT_NAME
         from .checkpoints import read_config as _read
+        from .classifier import DEFAULT_NAME
 
         acc = _read(find(DEFAULT_NAME), kinds=("classifier",))["metrics"]["val_accuracy"]
         return f"{100 * acc:.1f}%"
