@@ -142,9 +142,9 @@ def test_every_endpoint_works_for_your_model(client, digit_png):
     assert Image.open(lerp).size == Image.open(slerp).size
     trv, _, text = client.predict("mine-ae", None, 0, None, 5, 2.0, api_name="/traverse")
     assert Image.open(trv).format == "PNG" and "Rows, top to bottom" in text
-    payload, _, note = client.predict("mine", "pca", 500, "error", "mine-ae", api_name="/latent_map")
+    payload, _, note = client.predict("mine", "pca", 500, api_name="/latent_map")
     data = json.loads(payload)
-    assert len(data["x"]) == 500 and data["compare"]["checkpoint"] == "mine-ae" and len(data["values"]) == 500
+    assert len(data["x"]) == 500 and data["method"] == "pca" and "mine" in note
     strip, note = client.predict("mine", "1, 2, 3, 4, 5", "6, 7, 8, 9, 10", None, 3, "-3, 0, 3",
                                  api_name="/attribute")
     assert Image.open(strip).format == "PNG" and "Strengths, left to right: -3, +0, +3." in note

@@ -284,9 +284,12 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> MapTa
     out = Outputs(map=lmap, manifold=manifold, note=note, key=shown)
     clicks = Outputs(original=original, recon=recon, decoded=decoded, picked=picked)
     inputs = [map_ck, method, size, here, colour, cmp_ck]
-    draw.click(out.bind(latent_map), inputs, list(out), api_name="latent_map")
-    gr.on([map_ck.input, method.input, colour.input, cmp_ck.input], out.bind(latent_map), inputs, list(out),
-          **private)
+    # /latent_map keeps its three inputs (checkpoint, method, n), so clients written for it go on working; the
+    # page's own button also sends the colouring and the compared model.
+    api_only = gr.Button(visible=False)
+    api_only.click(out.bind(latent_map), [map_ck, method, size, here], list(out), api_name="latent_map")
+    gr.on([draw.click, map_ck.input, method.input, colour.input, cmp_ck.input], out.bind(latent_map), inputs,
+          list(out), **private)
     tab.select(refresh_checkpoint, map_ck, map_ck, show_progress="hidden", **private).then(
         refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private).then(
         out.bind(latent_map_auto), [map_ck, method, size, here, shown, colour, cmp_ck], list(out), **private)

@@ -51,7 +51,7 @@ def map_select(key, evt: gr.EventData):
     slot = choice(str(data.get("slot", "a")).lower(), "selection", SLOTS)
     indices = data.get("indices") or []
     if not indices:
-        return {}
+        return {f"text_{slot}": gr.update()}  # an empty dict would read as one output's value
     return selection_view(key["checkpoint"], slot, indices)
 
 
@@ -60,7 +60,7 @@ def _typed(slot: str):
     def typed(key, text):
         """Digit numbers typed into a selection's box: show them as if lassoed."""
         if not key or not str(text or "").strip():
-            return {}
+            return {f"text_{slot}": gr.update()}
         return selection_view(key["checkpoint"], slot, text)
     return typed
 
@@ -95,7 +95,7 @@ def attribute(checkpoint, selection_a, selection_b="", image=None, index=0, stre
 def attribute_at(checkpoint, selection_a, selection_b, image, index, strength):
     """The strength slider: the digit at that one strength (nothing until selection A exists)."""
     if not checkpoint or not str(selection_a or "").strip():
-        return {}
+        return {"one": gr.update()}  # an empty dict would be taken as the picture itself
     vector = inference.attribute_vector(checkpoint, selection_a, selection_b)
     moved = inference.apply_attribute(checkpoint, _digit(image, index), vector, [strength])
     return {"one": gr.update(value=digit(moved.images[0], 6), label=f"Strength {moved.strengths[0]:+g}")}
