@@ -361,7 +361,7 @@ def test_private_endpoints_refuse_server_files_too(app_url, outside_digit):
 SAMPLE = ("tiny-vae", 4, 1.0, 0, "any")  # checkpoint, count, temperature, seed, digit
 INTERPOLATE = ("tiny-vae", None, None, 0, 5, 4)  # checkpoint, start image, end image, start #, end #, steps
 TRAVERSE = ("tiny-ae", None, 0, [0], 3, 1.0)  # checkpoint, image, digit #, dims, steps, span
-LATENT_MAP = ("tiny-vae", "pca", 500, "label", "")  # checkpoint, method, n, colour by, compared model
+LATENT_MAP = ("tiny-vae", "pca", 500)  # checkpoint, method, n
 # model, dataset, latent size, β, epochs, batch size, learning rate, name
 TRAIN = ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, "hard-never-trained", 0, "auto")  # then prior, precision
 
