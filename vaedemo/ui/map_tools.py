@@ -13,7 +13,7 @@ import numpy as np
 from .. import exports, inference, zerogpu
 from ..validation import choice, whole
 from .components import DigitImage, NumberBox, NumberSlider, out_image, strip_image
-from .shared import Outputs, digit, event_data, export_path, friendly, need
+from .shared import Outputs, digit, event_data, export_path, friendly, here_digit, need
 
 GRID_MAX = 200  # digits drawn in a selection's grid; the downloads hold all of them
 SLOTS = ("a", "b")
@@ -101,12 +101,6 @@ def attribute_at(checkpoint, selection_a, selection_b, image, index, strength):
     return {"one": gr.update(value=digit(moved.images[0], 6), label=f"Strength {moved.strengths[0]:+g}")}
 
 
-def copy_here(here):
-    if here is None:
-        raise gr.Error("Reconstruct a digit first (upload, draw or pick one on the Reconstruct tab).")
-    return digit(np.asarray(here, np.float32))
-
-
 @dataclass
 class Tools:
     checkpoint: gr.Dropdown
@@ -182,4 +176,4 @@ def wire(t: Tools, shown: gr.State) -> None:
                                               show_progress="hidden", **private)
     t.slider.change(t.one.bind(attribute_at), one_inputs, list(t.one), trigger_mode="always_last",
                     show_progress="hidden", **private)
-    t.use_here.click(copy_here, t.here, t.att_img, **private)
+    t.use_here.click(here_digit, t.here, t.att_img, **private)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import exports, inference, plots, zerogpu
 from ..validation import whole, within
 from .components import NumberBox, NumberSlider, checkpoint_dropdown, digit_picker, out_image, strip_image
-from .shared import Outputs, digit, export_path, friendly, info, need, refresh_checkpoint, strip
+from .shared import Outputs, export_path, friendly, here_digit, info, need, refresh_checkpoint, strip
 
 
 def _digit_choice(value: Any) -> int | None:
@@ -154,12 +154,6 @@ def export_projector(checkpoint, n=2000, progress=gr.Progress()):
     return [str(zipped), *paths]
 
 
-def endpoint_from_here(here):
-    if here is None:
-        raise gr.Error("Reconstruct a digit first (upload, draw or pick one on the Reconstruct tab).")
-    return digit(np.asarray(here, np.float32))
-
-
 @dataclass
 class SampleTab:
     model: gr.Dropdown
@@ -272,7 +266,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
         walks.bind(interpolate), [smp_ck, a_img, b_img, a_idx, b_idx, steps], list(walks), api_name="interpolate"
     )
     for button, target in ((a_here, a_img), (b_here, b_img), (t_here, t_img)):
-        button.click(endpoint_from_here, here, target, **private)
+        button.click(here_digit, here, target, **private)
     trv_btn.click(
         traversal.bind(traverse), [smp_ck, t_img, t_idx, dims, t_steps, span], list(traversal), api_name="traverse"
     )

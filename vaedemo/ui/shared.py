@@ -167,6 +167,13 @@ def digit(arr: np.ndarray, scale: int = DIGIT_SCALE) -> Image.Image:
     return to_pil(arr, scale)
 
 
+def here_digit(here: Any) -> Image.Image:
+    """The Reconstruct tab's digit (the session's ``here`` state) as a picture for another tab's input."""
+    if here is None:
+        raise gr.Error("Reconstruct a digit first (upload, draw or pick one on the Reconstruct tab).")
+    return digit(np.asarray(here, np.float32))
+
+
 def bundled_thumb(index: int, scale: int = 3) -> Image.Image:
     return digit(inference.bundled()[0][index].astype(np.float32) / 255.0, scale)
 
