@@ -51,41 +51,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig
 
     if args.dataset not in DATASETS and not args.dataset.endswith(".zip") and "/" not in args.dataset:
-        raise ValueError(
-            f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, or a folder/zip path."
-        )
-    tc = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        kl_warmup_epochs=args.kl_warmup,
-        shift=args.shift,
-        binarize=args.binarize,
-        schedule=args.schedule,
-        patience=args.patience,
-        device=args.device,
-        precision=args.precision,
-        weight_decay=args.weight_decay,
-        mmd=args.mmd,
-        ema=args.ema,
-    )
-    spec = RunSpec(
-        name=args.name,
-        model=args.model,
-        dataset=args.dataset,
-        latent_dim=args.latent_dim,
-        hidden_dim=args.hidden_dim,
-        channels=args.channels,
-        beta=args.beta,
-        prior_components=args.prior_components,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        max_train=args.max_train,
-        iwae_k=args.iwae_k,
-        train=tc,
-        command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
+        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}, "
+                         "or a folder/zip path.")
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     kl_warmup_epochs=args.kl_warmup, shift=args.shift, binarize=args.binarize,
+                     schedule=args.schedule, patience=args.patience, device=args.device, precision=args.precision,
+                     weight_decay=args.weight_decay, mmd=args.mmd, ema=args.ema)
+    spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
+                   hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta,
+                   prior_components=args.prior_components, resume=args.resume, overwrite=args.overwrite,
+                   max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
+                   command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: finish the batch, keep the best epoch
     rank = _init_distributed(tc)
@@ -95,12 +71,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if p.stats is not None:
             s = p.stats
             bar.update(1)
-            bar.set_postfix(
-                train=f"{s.train_loss:.2f}",
-                val=f"{s.val_loss:.2f}",
-                kl=f"{s.val_kl:.2f}",
-                sps=f"{s.samples_per_s:,.0f}",
-            )
+            if s.g_loss is not None:  # a GAN: the two players' losses and the discriminator's verdicts
+                bar.set_postfix(g=f"{s.g_loss:.3f}", d=f"{s.d_loss:.3f}", d_real=f"{s.d_real:.2f}",
+                                d_fake=f"{s.d_fake:.2f}", sps=f"{s.samples_per_s:,.0f}")
+            else:
+                bar.set_postfix(train=f"{s.train_loss:.2f}", val=f"{s.val_loss:.2f}", kl=f"{s.val_kl:.2f}",
+                                sps=f"{s.samples_per_s:,.0f}")
 
     outcome = run(spec, progress=progress, stop=stop)
     bar.close()
@@ -120,15 +96,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .device import pick_device
     from .evaluation import full_evaluation
 
-    metrics = full_evaluation(
-        args.name,
-        data=args.data,
-        iwae_k=args.iwae_k,
-        binarized=args.binarized,
-        seed=args.seed,
-        samples=args.samples,
-        device=pick_device(args.device),
-    )
+    metrics = full_evaluation(args.name, data=args.data, iwae_k=args.iwae_k, binarized=args.binarized,
+                              seed=args.seed, samples=args.samples, device=pick_device(args.device))
     if args.record:
         from .cards import record_evaluation
 
@@ -148,9 +117,8 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 
     model, info = train_classifier(load_dataset("mnist-10k"), epochs=args.epochs, seed=args.seed)
     command = " ".join(["python -m vaedemo", *map(shlex.quote, sys.argv[1:])])
-    save_classifier(
-        model, args.name, {"command": command, "data": {"dataset": "mnist-10k", "split": "train"}, "metrics": info}
-    )
+    save_classifier(model, args.name, {"command": command, "data": {"dataset": "mnist-10k", "split": "train"},
+                                       "metrics": info})
     print(f"saved classifier {args.name!r}: validation accuracy {info['val_accuracy']:.4f}")
     return 0
 
@@ -172,11 +140,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for info in infos:
         if info.ok:
             val = (info.metrics or {}).get("evaluation") or (info.metrics or {}).get("validation", {})
-            score = (
-                f"-ELBO {val['neg_elbo']:.1f}"
-                if "neg_elbo" in val
-                else (f"MSE {val['mse']:.4f}" if "mse" in val else "")
-            )
+            score = f"MSE {val['mse']:.4f}" if "mse" in val else ""
+            if val.get("neg_elbo") is not None:
+                score = f"-ELBO {val['neg_elbo']:.1f}"
             print(f"{info.name:<24} {info.kind:<9} latent {info.latent_dim:<4} {info.dataset:<12} {score}")
         else:
             print(f"{info.name:<24} BROKEN: {info.reason}")
@@ -228,19 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model and save it as a checkpoint")
-    t.add_argument("--model", choices=list(REGISTRY), default="vae")
-    t.add_argument(
-        "--dataset", default="mnist-10k", help="mnist-10k (bundled), mnist, fashion-mnist, kmnist, or a folder/zip"
-    )
+    t.add_argument("--model", choices=list(REGISTRY), default="vae",
+                   help="gan: a DCGAN, the lecture's implicit model (--hidden-dim sizes its inverter)")
+    t.add_argument("--dataset", default="mnist-10k",
+                   help="mnist-10k (bundled), mnist, fashion-mnist, kmnist, or a folder/zip")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--latent-dim", type=int, default=None)
     t.add_argument("--hidden-dim", type=int, default=None)
-    t.add_argument(
-        "--channels",
-        type=_channels,
-        default=None,
-        help="conv widths of ae / conv-vae, e.g. 32,64,128 (default: the lecture's 8,16,32)",
-    )
+    t.add_argument("--channels", type=_channels, default=None,
+                   help="conv widths of ae / conv-vae, e.g. 32,64,128 (default: the lecture's 8,16,32)")
     t.add_argument("--beta", type=float, default=None, help="KL weight (beta-VAE); default 1")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -251,36 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     t.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0: off)")
     t.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 penalty on the weights")
-    t.add_argument(
-        "--mmd",
-        type=float,
-        default=0.0,
-        help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); fewer unreadable samples",
-    )
-    t.add_argument(
-        "--ema",
-        type=float,
-        default=0.0,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights (e.g. 0.999) and save it instead of the last ones",
-    )
-    t.add_argument(
-        "--prior-components",
-        type=int,
-        default=0,
-        metavar="K",
-        help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))",
-    )
+    t.add_argument("--mmd", type=float, default=0.0,
+                   help="weight of an MMD penalty pulling the codes toward the prior (InfoVAE); "
+                        "fewer unreadable samples")
+    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) "
+                        "and save it instead of the last ones")
+    t.add_argument("--prior-components", type=int, default=0, metavar="K",
+                   help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    t.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default="auto",
-        help="the networks' arithmetic: bf16 mixed precision (losses, prior and Adam stay fp32) or fp32; "
-        "auto (default): bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA sm80+)",
-    )
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="the networks' arithmetic: bf16 mixed precision (losses, prior and Adam stay fp32) or fp32; "
+                        "auto (default): bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA sm80+)")
     t.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
     t.add_argument("--resume", action="store_true", help="continue training checkpoint NAME")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
@@ -324,15 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the web app (what python app.py does)")
     serve.add_argument("--host", default=None, help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default $PORT, $GRADIO_SERVER_PORT or 7860)")
-    serve.add_argument(
-        "--model-module",
-        action="append",
-        default=None,
-        metavar="PATH.py:build",
-        help="also serve your own model(s): build() returns a torch.nn.Module with encode(x) -> "
-        "(mu, logvar or None) and decode(z) -> (N, 1, 28, 28), or a dict of name -> module "
-        "(repeatable)",
-    )
+    serve.add_argument("--model-module", action="append", default=None, metavar="PATH.py:build",
+                       help="also serve your own model(s): build() returns a torch.nn.Module with encode(x) -> "
+                            "(mu, logvar or None) and decode(z) -> (N, 1, 28, 28), or a dict of name -> module "
+                            "(repeatable)")
     serve.set_defaults(func=_cmd_serve)
 
     ls = sub.add_parser("list", help="list checkpoints")
