@@ -5,6 +5,7 @@ Screenshots of each tab go to test-artifacts/ (git-ignored) to be looked at.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
@@ -48,8 +49,10 @@ TIP_INK = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def page(app_url):
+@contextlib.contextmanager
+def open_app(app_url: str, timeout_ms: int = 30_000):
+    """Debian's Chromium on the launched app, once the first example is reconstructed on load; the page's
+    script errors are collected in ``page.errors``."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"Debian's chromium is needed at {CHROMIUM}: apt-get install -y chromium (or `make chromium`).")
     from playwright.sync_api import sync_playwright
@@ -59,11 +62,19 @@ def page(app_url):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.errors = []
         page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(timeout_ms)
         page.goto(app_url)
         page.wait_for_selector("#rec-output img")  # the first example, reconstructed on load
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with open_app(app_url) as page:
         yield page
-        browser.close()
 
 
 def _src(page, selector: str) -> str | None:

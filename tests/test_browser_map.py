@@ -6,11 +6,9 @@ Screenshots go to test-artifacts/ (git-ignored) to be looked at.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import open_app
 
 pytestmark = pytest.mark.browser
 
@@ -43,22 +41,10 @@ SELECTED_IN_B = """() => {
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"Debian's chromium is needed at {CHROMIUM}: apt-get install -y chromium (or `make chromium`).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.errors = []
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.set_default_timeout(45_000)
-        page.goto(app_url)
-        page.wait_for_selector("#rec-output img")
+    with open_app(app_url, timeout_ms=45_000) as page:
         page.get_by_role("tab", name="Latent map").click()
         page.wait_for_selector("#latent-map .lm-root[data-points]")
         yield page
-        browser.close()
 
 
 def _lasso(page, which: str, x0: float, x1: float, y0: float, y1: float) -> None:
