@@ -144,6 +144,13 @@ def maps_section(mp: dict) -> list[str]:
         f"{mp['ratio_app_vs_sklearn']:.2f} (target ≤ 0.5 — {_verdict(mp['ratio_app_vs_sklearn'] <= 0.5)}).",
         f"- Share of each point's 10 nearest latent neighbours kept in 2-D: ours {mp['knn10_app']:.3f}, "
         f"scikit-learn default {mp['knn10_sklearn']:.3f} (ours with 1000 iterations: {mp['knn10_ours_1000']:.3f}).",
+    ] + ([
+        f"- UMAP as the app runs it (umap-learn, seeded): {mp['umap_s']:.1f} s for the same codes, "
+        f"{mp['ratio_umap_vs_tsne_app']:.2f}× the app's t-SNE (its numba compile, once per process, timed apart: "
+        f"{mp['umap_first_call_compile_s']:.1f} s); 10 nearest latent neighbours kept in 2-D: {mp['knn10_umap']:.3f} "
+        f"against t-SNE's {mp['knn10_app']:.3f}. UMAP's transform (your digit on the map) and inverse (a place "
+        "decoded) are approximate: umap-learn's own rules from the saved codes and embedding.",
+    ] if "umap_s" in mp else []) + [
         "",
     ]
 
