@@ -30,3 +30,6 @@ done
 # Adam's state (kept for --resume) would triple the repository's size; the shipped models do not need it.
 rm -f "$VAEDEMO_CHECKPOINT_DIR"/*/optimizer.safetensors
 $PY -m vaedemo list
+# The decoder and encoder as ONNX files, which the page runs in the browser (every save writes them; this makes
+# them for checkpoints saved before that, and is a no-op otherwise).
+$PY -m vaedemo export-onnx ae-mnist vae-mnist vae-mnist-2d cvae-mnist conv-vae-mnist

@@ -168,6 +168,15 @@ def _cmd_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .checkpoints import ensure_onnx, find
+
+    for name in args.names:
+        for path in ensure_onnx(find(name)).values():
+            print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push
 
@@ -260,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("name")
     maps.add_argument("--quiet", action="store_true")
     maps.set_defaults(func=_cmd_maps)
+
+    onnx = sub.add_parser("export-onnx", help="write a checkpoint's decoder.onnx and encoder.onnx (for the page) "
+                          "where they are missing; every save writes them already")
+    onnx.add_argument("names", nargs="+", metavar="NAME")
+    onnx.set_defaults(func=_cmd_export_onnx)
 
     push = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub")
     push.add_argument("name")

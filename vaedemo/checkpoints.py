@@ -12,6 +12,7 @@ import ctypes
 import datetime as _dt
 import errno
 import json
+import logging
 import math
 import os
 import re
@@ -35,7 +36,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from . import onnx_export
 from .models import REGISTRY, LatentModel, config_to_dict, model_from_config
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -174,7 +178,10 @@ def save_checkpoint(
 
     ``meta`` goes into config.json beside the model's own config (training settings, data,
     metrics, history, the command). ``extra_files`` (file name → bytes) are written in the same
-    atomic step, e.g. the optimizer state for resuming, or a model card.
+    atomic step, e.g. the optimizer state for resuming, or a model card. The decoder and encoder as ONNX
+    files for the page (``onnx_export``) go in the same step, except for a partial save between epochs
+    (``meta["partial"]``); a model that cannot be exported is saved without them, and the page then decodes
+    on the server.
     """
     resolve(name, root)  # refuse a bad name before any work
     config = {
@@ -190,6 +197,11 @@ def save_checkpoint(
         **(meta or {}),
     }
     files = {WEIGHTS: state_dict_bytes(model), CONFIG: json.dumps(json_safe(config), indent=2).encode()}
+    if not (meta or {}).get("partial"):
+        try:
+            files.update(onnx_export.export_files(model))
+        except ValueError as e:
+            log.warning("saving %s without its ONNX files: %s", name, e)
     for fname, data in (extra_files or {}).items():
         if fname in files:
             raise ValueError(f"Refusing to write the extra file {fname!r}.")
@@ -380,6 +392,30 @@ def clean_stale(root: Path | None = None) -> list[Path]:
     A temporary folder whose process is still alive (a save in progress in the CLI, say) is kept.
     """
     return _recover(Path(root or checkpoint_dir()), dead_owners=True)
+
+
+def ensure_onnx(folder: Path) -> dict[str, Path]:
+    """The ONNX files of checkpoint ``folder`` (``onnx_export``: decoder, and encoder but for a GAN), made now
+    for a checkpoint saved before they existed. Each file is written atomically under the root lock, and only
+    while the folder still holds the weights they were exported from (a save swapping in a new folder
+    meanwhile brings its own). Raises ValueError when the model cannot be loaded or exported."""
+    folder = Path(folder)
+    wanted = [onnx_export.DECODER, onnx_export.ENCODER]
+    have = {f: folder / f for f in wanted if (folder / f).is_file()}
+    if onnx_export.DECODER in have and (onnx_export.ENCODER in have or read_config(folder)["model"]["kind"] == "gan"):
+        return have
+    sig = file_signature(folder)
+    model, _ = load_folder(folder)
+    files = onnx_export.export_files(model)
+    try:
+        with _root_lock(folder.parent):
+            if file_signature(folder) == sig:
+                for fname, data in files.items():
+                    if not (folder / fname).is_file():
+                        write_bytes_atomic(folder / fname, data)
+    except OSError as e:  # a read-only folder (a Space): the caller serves the bytes from memory instead
+        raise ValueError(f"The ONNX files of {folder.name!r} could not be written ({e.strerror}).") from e
+    return {f: folder / f for f in files if (folder / f).is_file()}
 
 
 # ---------------------------------------------------------------------------------- reading
