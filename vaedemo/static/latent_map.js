@@ -6,7 +6,10 @@
 // 'point_click', clicking empty space (or anywhere, with the decode toggle on) fires 'space_click', a lasso
 // or box fires 'map_select' with the selected digits' numbers. With a compared model, a second map of the
 // same digits is drawn beside the first: hovering a digit in one rings it in the other, and a selection in
-// one selects the same digits in both. Served from vaedemo/static; plotly.js comes from the plotly package.
+// one selects the same digits in both. Moving the pointer over the (first) map decodes the place under it
+// in the panel beside it every frame, in the browser (live_decode.js, prepended to this script), or through
+// the server's decode_place where the browser cannot. Served from vaedemo/static; plotly.js comes from the
+// plotly package.
 
 const root = element.querySelector('.lm-root');
 const plotDivs = [element.querySelector('.lm-plot-a'), element.querySelector('.lm-plot-b')];
@@ -15,6 +18,10 @@ const tipCanvas = element.querySelector('.lm-tip canvas');
 const tipText = element.querySelector('.lm-tip-text');
 const statusLine = element.querySelector('.lm-status');
 const decodeToggle = element.querySelector('.lm-decode-toggle');
+const livePanel = element.querySelector('.lm-live');
+const liveCanvas = element.querySelector('.lm-live canvas');
+const liveText = element.querySelector('.lm-live-text');
+const liveNote = element.querySelector('.lm-live-note');
 const PICK_RADIUS = 8; // px: a click this close to a point picks it; farther away decodes the place
 const MARKERS = ['picked', 'decoded', 'linked']; // the last three traces of every map, in this order
 
@@ -25,6 +32,10 @@ let downAt = null;      // where the mouse went down, to ignore drags
 let travel = 0;         // how far it moved while down: a lasso can end where it started
 const bound = new Set(); // plot divs whose plotly handlers are bound
 let windowBound = false;
+let live = null;        // decoding under the cursor: {key, model, u, mode: 'pending'|'browser'|'server', ...}
+let liveWant = null;    // the latest place asked for; older ones are dropped (one decode in flight)
+let liveBusy = false;
+let liveCount = 0;
 
 function webglAvailable() {
   try {
@@ -278,6 +289,7 @@ function bindView(view) {
     if (w) selectIn(w, null);
   });
   div.addEventListener('mouseleave', hideTip);
+  div.addEventListener('pointermove', onLiveMove, true);
   // plotly covers the page while the button is down, so the browser's 'click' never reaches the
   // plot, and its own plotly_click can come late or name a stale hovered point: watch the press
   // and the release, and find the clicked point ourselves.
@@ -287,6 +299,84 @@ function bindView(view) {
     new ResizeObserver(() => { if (payload && div.offsetWidth > 0 && div._fullLayout) Plotly.Plots.resize(div); })
       .observe(div);
   }
+}
+
+function setupLive(p) {
+  // Start the decoder for this map (the model's ONNX file and the WASM runtime load once, cached).
+  const spec = p.live;
+  if (!spec || !window.vaedemoLive) {
+    live = null;
+    livePanel.hidden = true;
+    return;
+  }
+  const key = spec.model.name + '/' + spec.inverse.method + '/' + spec.model.version;
+  livePanel.hidden = false;
+  if (live && live.key === key) return;
+  const mine = { key: key, model: spec.model, u: vaedemoLive.unpack(spec.inverse), mode: 'pending',
+                 checkpoint: p.checkpoint, method: p.method };
+  live = mine;
+  root.dataset.live = 'pending';
+  liveNote.textContent = '';
+  vaedemoLive.session(spec.model, 'decoder').then(() => {
+    if (live !== mine) return;
+    mine.mode = 'browser';
+    root.dataset.live = 'browser';
+    liveNote.textContent = 'decoded in your browser';
+  }).catch((e) => {
+    if (live !== mine) return;
+    mine.mode = 'server';
+    root.dataset.live = 'server';
+    // Said once, quietly: everything still works, a little slower.
+    liveNote.textContent = 'Decoded on the server: this browser cannot run the model itself.';
+    console.info('vaedemo: decoding on the server (' + (e && e.message ? e.message : e) + ')');
+  }).finally(() => { if (liveWant) requestAnimationFrame(pumpLive); });
+}
+
+async function pumpLive() {
+  if (liveBusy || !liveWant || !live || live.mode === 'pending') return;
+  const { x, y } = liveWant;
+  liveWant = null;
+  liveBusy = true;
+  const mine = live;
+  const start = performance.now();
+  try {
+    let probs, label = null;
+    if (mine.mode === 'browser') {
+      const c = vaedemoLive.placeToCode(mine.u, x, y);
+      label = c.label;
+      probs = await vaedemoLive.decode(mine.model, c.z, 1, label === null ? null : [label]);
+    } else {
+      probs = await server.decode_place({ checkpoint: mine.checkpoint, method: mine.method, x: x, y: y });
+    }
+    if (live !== mine) return;
+    vaedemoLive.draw(liveCanvas, probs, 0);
+    if (mine.mode === 'browser') vaedemoLive.stats.frames.push(performance.now() - start);
+    livePanel._probs = probs;
+    liveCount += 1;
+    root.dataset.liveX = String(x);
+    root.dataset.liveY = String(y);
+    root.dataset.liveCount = String(liveCount);
+    root.dataset.liveBy = mine.mode;
+    liveText.textContent = '(' + fmt(x) + ', ' + fmt(y) + ')' + (label !== null ? ' · as a ' + label : '');
+  } catch (e) {
+    liveText.textContent = 'Could not decode this place.';
+  } finally {
+    liveBusy = false;
+    if (liveWant) requestAnimationFrame(pumpLive);
+  }
+}
+
+function onLiveMove(ev) {
+  if (!live || ev.buttons) return;
+  const view = views.find(v => v.which === 'a');
+  const drag = view && view.div.querySelector('.nsewdrag');
+  if (!drag) return;
+  const r = drag.getBoundingClientRect();
+  if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
+  const fl = view.div._fullLayout;
+  const first = !liveWant;
+  liveWant = { x: fl.xaxis.p2l(ev.clientX - r.left), y: fl.yaxis.p2l(ev.clientY - r.top) };
+  if (first) requestAnimationFrame(pumpLive);
 }
 
 function onRelease(ev) {
@@ -366,6 +456,7 @@ function draw() {
   root.classList.remove('lm-empty');
   root.classList.toggle('lm-compare', !!p.compare);
   loadSprite(p.sprite);
+  setupLive(p);
   hideTip();
   const parts = [['a', p]];
   if (p.compare) parts.push(['b', p.compare]);
@@ -385,6 +476,8 @@ function draw() {
         }, true);
       }
       root.dataset.points = String(p.x.length);
+      root.dataset.checkpoint = p.checkpoint;
+      root.dataset.method = p.method;
       root.dataset.compared = p.compare ? String(p.compare.x.length) : '';
       setStatus(p.caption || '');
     });

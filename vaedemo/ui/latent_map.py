@@ -3,6 +3,7 @@ colour by a per-digit figure, a second model's map linked beside it, and selecti
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 
 from .. import inference, plots, zerogpu
 from ..images import to_pil
+from ..inference import browser
 from ..validation import whole, within
 from . import map_tools
 from .components import NumberSlider, checkpoint_dropdown, out_image
@@ -33,6 +35,7 @@ from .shared import (
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_ROUTE = "vaedemo-static"  # relative URLs, so the app also works under a proxy's sub-path
 MAP_DEFAULT_N = 5000
+LIVE_HEAD = f'<script src="{STATIC_ROUTE}/ort/ort.wasm.min.js"></script>'  # onnxruntime-web, for live_decode.js
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 COLOUR_CHOICES = [("Label (digit class)", "label"), ("Reconstruction error", "error"), ("−ELBO", "neg_elbo"),
                   ("KL(q(z|x) ‖ p(z))", "kl"), ("Classifier's confidence", "confidence")]
@@ -71,9 +74,41 @@ def _map_part(lm: inference.LatentMap, values: np.ndarray | None, colour: str) -
     }
 
 
+def b64_array(values: np.ndarray) -> str:
+    """An array's bytes, little-endian, as base64 (what live_decode.js reads with f32 / f16 / bytes)."""
+    values = np.asarray(values)
+    return base64.b64encode(np.ascontiguousarray(values.astype(values.dtype.newbyteorder("<"))).tobytes()).decode()
+
+
+def live_part(lm: inference.LatentMap) -> dict | None:
+    """What the page needs to decode the place under the cursor itself (live_decode.js): the model (its
+    decoder.onnx is fetched from the app's own route) and the map's way back from a place to a code, as
+    little-endian base64 arrays (float32, the codes float16). None where the server must answer (a model
+    that cannot give one)."""
+    try:
+        model = browser.browser_model(lm.checkpoint)
+        inv = browser.map_inverse(lm)
+    except ValueError:
+        return None
+    return {"model": model, "inverse": pack_inverse(inv, model["latent_dim"])}
+
+
+def pack_inverse(inv: dict, dim: int) -> dict:
+    """``inference.browser.map_inverse``'s arrays as JSON: little-endian base64, numbers as they are."""
+    out = {"method": inv["method"], "dim": int(dim)}
+    for key in ("mean", "components", "coords", "code_mean", "basis", "coeffs", "labels"):
+        if key in inv:
+            out[key] = b64_array(inv[key])
+    for key in ("k", "eps", "a", "b"):
+        if key in inv:
+            out[key] = float(inv[key]) if key != "k" else int(inv[key])
+    return out
+
+
 def map_payload(lm: inference.LatentMap, here_xy: tuple[float, float] | None,
                 prior_xy: np.ndarray | None = None, *, values: np.ndarray | None = None, colour: str = "label",
-                cloud: inference.PosteriorCloud | None = None, compare: dict | None = None) -> str:
+                cloud: inference.PosteriorCloud | None = None, compare: dict | None = None,
+                live: dict | None = None) -> str:
     """The map as JSON for the page's Plotly widget (latent_map.js); ``compare`` is a second ``_map_part``."""
     caption = (f"{lm.n:,} digits, {METHOD_NAMES[lm.method]} of the codes (μ) of {lm.checkpoint}. Hover a point to "
                "see its digit; click a point for its reconstruction; click empty space to decode that place; "
@@ -90,6 +125,7 @@ def map_payload(lm: inference.LatentMap, here_xy: tuple[float, float] | None,
         "sprite": {"url": f"{STATIC_ROUTE}/digits.png", "cols": SPRITE_COLS, "size": 28},
         "marker_size": 6 if lm.n <= 2000 else 5 if lm.n <= 5000 else 4,
         "caption": caption,
+        "live": live,
     }
     return json.dumps(payload, separators=(",", ":"))
 
@@ -172,7 +208,9 @@ def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any, colour:
             other_values = None
         part = _map_part(other, other_values, colour)
     key = map_key(checkpoint, lm.method, n, here, colour, compare or "")
-    return {"map": map_payload(lm, here_xy, prior_xy, values=values, colour=colour, cloud=cloud, compare=part),
+    live = live_part(lm)
+    return {"map": map_payload(lm, here_xy, prior_xy, values=values, colour=colour, cloud=cloud, compare=part,
+                               live=live),
             "manifold": _manifold(checkpoint, about),
             "note": _note(about, lm, here_xy is not None, prior_xy, colour, cloud, compared), "key": key}
 
@@ -237,6 +275,19 @@ def map_space(key, evt: gr.EventData):
     return {"decoded": gr.update(value=digit(p.image, 6), label="Decoded at the clicked place"), "picked": text}
 
 
+def decode_place(place: Any) -> list[float]:
+    """The page's fallback while hovering when it cannot decode itself: the digit at a place of a map,
+    ``{"checkpoint", "method", "x", "y"}``, as 784 probabilities (rounded to 1/1000) by ``inference.decode_at``,
+    the rule the page mirrors. (A gr.HTML server function takes one argument.)"""
+    place = place if isinstance(place, dict) else {}
+    try:
+        p = inference.decode_at(need(place.get("checkpoint")), str(place.get("method", "")), place.get("x"),
+                                place.get("y"))
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    return np.round(p.image.astype(np.float64).reshape(-1), 3).tolist()
+
+
 def read_static(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
@@ -267,9 +318,11 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> MapTa
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             lmap = gr.HTML(value=None, label="Map data (JSON)", html_template=read_static("latent_map.html"),
-                           css_template=read_static("latent_map.css"), js_on_load=read_static("latent_map.js"),
-                           head=f'<script src="{STATIC_ROUTE}/plotly.min.js"></script>', elem_id="latent-map",
-                           min_height=600, apply_default_css=False)
+                           css_template=read_static("latent_map.css"),
+                           js_on_load=read_static("live_decode.js") + read_static("latent_map.js"),
+                           head=f'<script src="{STATIC_ROUTE}/plotly.min.js"></script>' + LIVE_HEAD,
+                           elem_id="latent-map", min_height=600, apply_default_css=False,
+                           server_functions=[decode_place])
         with gr.Column(scale=1, min_width=260):
             note = gr.Markdown("Hover a point to see its digit. Click a point to see its reconstruction; click "
                                "empty space to decode that place.", label="About this map", elem_id="map-note")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import logging
 import os
 import threading
@@ -16,15 +18,62 @@ from fastapi.responses import FileResponse, Response
 from .. import __version__
 from ..checkpoints import clean_stale
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
+from ..inference import browser
 from .app import CSS, PAGE_JS, build_demo
 from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_sessions, share_the_queue
-from .latent_map import STATIC_ROUTE
+from .latent_map import STATIC_DIR, STATIC_ROUTE
 from .shared import sprite_png, sweep_exports
 
 log = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 
 _setup_done = False
+
+# onnxruntime-web's WASM build, vendored by scripts/vendor_onnxruntime_web.sh (PROVENANCE.md there): file → type.
+# The .wasm is stored brotli-compressed (14.8 MB raw, over Hugging Face's 10 MB limit without Git LFS).
+ORT_DIR = STATIC_DIR / "ort"
+ORT_FILES = {"ort.wasm.min.js": "text/javascript", "ort-wasm-simd-threaded.mjs": "text/javascript",
+             "ort-wasm-simd-threaded.wasm": "application/wasm"}
+_ENCODED: dict[tuple, bytes] = {}  # (what, encoding) → body, made once per process
+_ENCODED_LOCK = threading.Lock()
+
+
+def _ort_raw(fname: str) -> bytes:
+    if fname.endswith(".wasm"):
+        import brotli
+
+        return brotli.decompress((ORT_DIR / f"{fname}.br").read_bytes())
+    return (ORT_DIR / fname).read_bytes()
+
+
+def encoded_body(key: tuple, accept: str, raw, brotli_body=None) -> tuple[bytes, str | None]:
+    """(body, Content-Encoding) for a client sending ``accept`` (its Accept-Encoding): brotli where it takes it
+    and ``brotli_body()`` gives one, else gzip, else as it is. Bodies are made once per ``key`` and kept;
+    ``raw`` and ``brotli_body`` are functions, called only when needed."""
+    accept = accept.lower()
+    if brotli_body is not None and "br" in accept:
+        wanted = "br"
+    elif "gzip" in accept:
+        wanted = "gzip"
+    else:
+        wanted = None
+    with _ENCODED_LOCK:
+        body = _ENCODED.get((*key, wanted))
+    if body is None:
+        data = raw()
+        body = brotli_body() if wanted == "br" else gzip.compress(data, 6, mtime=0) if wanted == "gzip" else data
+        with _ENCODED_LOCK:
+            if len(_ENCODED) > 64:
+                _ENCODED.clear()
+            _ENCODED[(*key, wanted)] = body
+    return body, wanted
+
+
+def _encoded_response(body: bytes, encoding: str | None, media_type: str, headers: dict) -> Response:
+    extra = {"Vary": "Accept-Encoding", **headers}
+    if encoding:
+        extra["Content-Encoding"] = encoding
+    return Response(body, media_type=media_type, headers=extra)
 
 
 def setup() -> None:
@@ -65,6 +114,30 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     def digit_sprite():
         return Response(sprite_png(), media_type="image/png", headers=cache)
 
+    @app.get(f"/{STATIC_ROUTE}/ort/{{fname}}", include_in_schema=False)
+    def ort_file(fname: str, request: fastapi.Request):
+        if fname not in ORT_FILES:
+            return Response("Not found", status_code=404, media_type="text/plain")
+        brotli_body = (lambda: (ORT_DIR / f"{fname}.br").read_bytes()) if fname.endswith(".wasm") else None
+        body, enc = encoded_body(("ort", fname), request.headers.get("accept-encoding", ""),
+                                 lambda: _ort_raw(fname), brotli_body)
+        return _encoded_response(body, enc, ORT_FILES[fname], cache)
+
+    @app.get(f"/{STATIC_ROUTE}/onnx/{{checkpoint}}/{{which}}.onnx", include_in_schema=False)
+    def onnx_file(checkpoint: str, which: str, request: fastapi.Request):
+        # The page adds ?v=<weights' fingerprint>, so a retrained checkpoint is fetched afresh despite the cache.
+        try:
+            data = browser.onnx_file(checkpoint, which)
+        except ValueError as e:
+            return Response(str(e), status_code=404, media_type="text/plain")
+        digest = hashlib.sha1(data).hexdigest()
+        body, enc = encoded_body(("onnx", digest), request.headers.get("accept-encoding", ""), lambda: data)
+        return _encoded_response(body, enc, "application/octet-stream", cache)
+
+    # Made before the first visitor needs it: the gzip of the 14.8 MB .wasm takes about a second.
+    threading.Thread(target=encoded_body, args=(("ort", "ort-wasm-simd-threaded.wasm"), "gzip",
+                                                lambda: _ort_raw("ort-wasm-simd-threaded.wasm"), None),
+                     name="vaedemo-ort-gzip", daemon=True).start()
     app = gr.mount_gradio_app(
         app,
         demo,

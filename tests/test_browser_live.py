@@ -1,0 +1,174 @@
+"""The models run in the page (onnxruntime-web, WASM): the digit under the cursor on the latent map is decoded
+in the browser every frame, agrees with the server's decode of the same place, sends nothing to the server,
+and falls back to the server when WebAssembly is unavailable. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_browser import open_app
+from vaedemo import inference
+from vaedemo.inference import browser
+from vaedemo.inference.maps import LatentMap
+from vaedemo.projections import TSNEProjection, UMAPProjection
+from vaedemo.ui.latent_map import pack_inverse
+
+pytestmark = pytest.mark.browser
+
+PLACES = [(0.25, 0.3), (0.7, 0.35), (0.5, 0.75), (0.15, 0.8)]  # fractions of the plot area
+TOLERANCE = 2e-3  # max abs pixel difference from the server's decode (float32 in both; WASM's sums differ a bit)
+PLOT_RECT = """() => {
+  const r = document.querySelector('#latent-map .lm-plot-a .nsewdrag').getBoundingClientRect();
+  return [r.left, r.top, r.width, r.height];
+}"""
+LIVE = """() => {
+  const root = document.querySelector('#latent-map .lm-root');
+  const panel = document.querySelector('#latent-map .lm-live');
+  return {count: +(root.dataset.liveCount || 0), x: +root.dataset.liveX, y: +root.dataset.liveY,
+          by: root.dataset.liveBy || '', probs: panel._probs ? Array.from(panel._probs) : null,
+          note: document.querySelector('#latent-map .lm-live-note').innerText};
+}"""
+
+
+def _open_map(page, checkpoint: str | None = None):
+    page.get_by_role("tab", name="Latent map").click()
+    page.wait_for_selector("#latent-map .lm-root[data-points]")
+    if checkpoint:
+        page.locator("#map-checkpoint input").click()
+        page.locator(f"#map-checkpoint [data-testid=dropdown-option][aria-label*='{checkpoint}']").click()
+        page.wait_for_function(
+            f"() => document.querySelector('#latent-map .lm-status').innerText.includes(' of {checkpoint}.')"
+        )
+    page.wait_for_function(
+        "() => ['browser', 'server'].includes(document.querySelector('#latent-map .lm-root').dataset.live)"
+    )
+
+
+def _hover_places(page) -> list[dict]:
+    """Move over the map to each of PLACES and return what the panel showed there."""
+    left, top, width, height = page.evaluate(PLOT_RECT)
+    seen = []
+    for fx, fy in PLACES:
+        before = page.evaluate(LIVE)["count"]
+        page.mouse.move(left + fx * width, top + fy * height, steps=4)
+        page.wait_for_timeout(50)
+        page.wait_for_function(
+            f"() => +(document.querySelector('#latent-map .lm-root').dataset.liveCount || 0) > {before}"
+        )
+        # let the last move's decode land: the panel shows the pointer's final place
+        page.wait_for_function(
+            "() => { const r = document.querySelector('#latent-map .lm-root');"
+            " return r.dataset.liveCount === r.dataset.liveCountSeen || "
+            "((r.dataset.liveCountSeen = r.dataset.liveCount), false); }",
+            polling=100,
+        )
+        seen.append(page.evaluate(LIVE))
+    return seen
+
+
+def _check_against_server(seen: list[dict], checkpoint: str, method: str = "pca") -> None:
+    images = []
+    for s in seen:
+        assert s["probs"] is not None and len(s["probs"]) == 784
+        mine = np.asarray(s["probs"], np.float64).reshape(28, 28)
+        server = inference.decode_at(checkpoint, method, s["x"], s["y"]).image
+        assert np.abs(mine - server).max() <= TOLERANCE, (s["x"], s["y"])
+        images.append(mine)
+    # the panel changes from place to place
+    assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(images, images[1:]))
+
+
+def _requests(page) -> list[str]:
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url))
+    return sent
+
+
+def test_hovering_the_map_decodes_in_the_browser(app_url, artifacts):
+    with open_app(app_url) as page:
+        _open_map(page)
+        assert page.evaluate("() => document.querySelector('#latent-map .lm-root').dataset.live") == "browser"
+        checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
+        sent = _requests(page)
+        seen = _hover_places(page)
+        assert not sent, f"hovering sent {len(sent)} requests, e.g. {sent[:3]}"
+        assert all(s["by"] == "browser" for s in seen)
+        assert "browser" in seen[-1]["note"]
+        _check_against_server(seen, checkpoint)
+        page.screenshot(path=str(artifacts / "live-map-hover.png"), full_page=False)
+
+        # A conditional model decodes a place with the nearest digit's label, as the server does.
+        _open_map(page, "tiny-cvae")
+        sent.clear()
+        seen = _hover_places(page)
+        assert not sent
+        _check_against_server(seen, "tiny-cvae")
+        page.screenshot(path=str(artifacts / "live-map-hover-cvae.png"), full_page=False)
+        assert not page.errors
+
+
+def test_without_webassembly_the_server_answers(app_url, artifacts):
+    with open_app(app_url) as page:
+        page.route("**/*.wasm", lambda route: route.fulfill(status=404, body="gone"))
+        _open_map(page)
+        page.wait_for_function("() => document.querySelector('#latent-map .lm-root').dataset.live === 'server'")
+        checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
+        seen = _hover_places(page)
+        assert all(s["by"] == "server" for s in seen)
+        assert "server" in seen[-1]["note"]
+        _check_against_server(seen, checkpoint)
+        page.screenshot(path=str(artifacts / "live-map-fallback.png"), full_page=False)
+        assert not page.errors
+
+
+def _synthetic_case(method: str, dim: int, rng) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """A map of 300 random codes (a 20-D pattern, so 40-D codes are nearly of rank 20) and 12 places:
+    (the page's packed inverse, the places, projections.py's codes for them, the nearest digits' labels)."""
+    n = 300
+    codes = (rng.standard_normal((n, min(dim, 20))) @ rng.standard_normal((min(dim, 20), dim))).astype(np.float32)
+    codes += 0.001 * rng.standard_normal(codes.shape).astype(np.float32)
+    coords = (rng.standard_normal((n, 2)) * 5).astype(np.float32)
+    labels = rng.integers(0, 10, n)
+    ab = np.array([1.58, 0.9])
+    proj = (
+        TSNEProjection.from_arrays(codes, coords) if method == "tsne" else UMAPProjection.from_arrays(codes, coords, ab)
+    )
+    lm = LatentMap(
+        "synthetic",
+        method,
+        coords,
+        labels,
+        np.arange(n),
+        codes,
+        umap_ab=ab if method == "umap" else None,
+        projection=proj,
+    )
+    packed = pack_inverse(browser.inverse_of(lm, conditional=True), dim)
+    places = rng.uniform(-8, 8, (12, 2))
+    expected = proj.inverse(places) if method == "tsne" else proj.inverse_transform(places)
+    nearest = labels[np.argmin(((coords[None] - places[:, None]) ** 2).sum(-1), axis=1)]
+    return json.loads(json.dumps(packed)), places, expected, nearest
+
+
+def test_the_pages_way_back_is_the_servers(app_url):
+    """live_decode.js's place → code for t-SNE and UMAP maps against projections.py's own inverse, on random
+    codes and places (no t-SNE run needed); 40-D codes reach the page as their top 32 principal components."""
+    rng = np.random.default_rng(1)
+    cases = {(m, d): _synthetic_case(m, d, rng) for m, d in [("tsne", 6), ("tsne", 40), ("umap", 6), ("umap", 40)]}
+    with open_app(app_url) as page:
+        page.get_by_role("tab", name="Latent map").click()
+        page.wait_for_function("() => !!window.vaedemoLive")
+        for (method, dim), (packed, places, expected, nearest) in cases.items():
+            got = page.evaluate(
+                """([inv, places]) => { const u = vaedemoLive.unpack(inv);
+                     return places.map(([x, y]) => { const c = vaedemoLive.placeToCode(u, x, y);
+                                                     return [Array.from(c.z), c.label]; }); }""",
+                [packed, places.tolist()],
+            )
+            z = np.array([g[0] for g in got])
+            assert [g[1] for g in got] == nearest.tolist(), (method, dim)
+            scale = np.abs(expected).max()
+            assert np.abs(z - expected).max() <= 2e-3 * scale, (method, dim)  # float16 codes
