@@ -172,3 +172,91 @@ def test_the_pages_way_back_is_the_servers(app_url):
             assert [g[1] for g in got] == nearest.tolist(), (method, dim)
             scale = np.abs(expected).max()
             assert np.abs(z - expected).max() <= 2e-3 * scale, (method, dim)  # float16 codes
+
+
+LIVE_GRID = """(sel) => {
+  const el = document.querySelector(sel);
+  const root = el.querySelector('.lv-root');
+  return {count: +(root.dataset.count || 0), by: root.dataset.by || '', state: root.dataset.state || '',
+          probs: root._probs ? Array.from(root._probs) : null, note: el.querySelector('.lv-note').innerText};
+}"""
+
+
+def _drag(page, slider, fractions, watch: str) -> list[dict]:
+    """Drag a range input's thumb through ``fractions`` of its track, mouse held down throughout; what the
+    widget ``watch`` showed after each step, while still dragging."""
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    value = float(slider.input_value())
+    lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+    page.mouse.move(box["x"] + box["width"] * (value - lo) / (hi - lo), y)
+    page.mouse.down()
+    seen = []
+    for f in fractions:
+        before = page.evaluate(LIVE_GRID, watch)["count"]
+        page.mouse.move(box["x"] + box["width"] * f, y, steps=3)
+        page.wait_for_function(f"() => +(document.querySelector('{watch} .lv-root').dataset.count || 0) > {before}")
+        page.wait_for_timeout(150)  # the decode of the last position lands
+        seen.append({**page.evaluate(LIVE_GRID, watch), "value": float(slider.input_value())})
+    page.mouse.up()
+    return seen
+
+
+def test_temperature_scrubber_and_traversal_sliders_redecode_while_dragging(app_url, artifacts):
+    with open_app(app_url) as page:
+        page.get_by_role("tab", name="Sample", exact=True).click()
+        page.wait_for_selector("#sample-grid img")
+        page.wait_for_function("() => +(document.querySelector('#sample-live .lv-root').dataset.count || 0) > 0")
+        checkpoint = page.locator("#sample-checkpoint input").input_value().split(" ")[0]
+        sent = _requests(page)
+        slider = page.locator("#sample-temperature input[type=range]")
+        seen = _drag(page, slider, [0.15, 0.45, 0.8], "#sample-live")
+        assert not sent, f"dragging sent {len(sent)} requests, e.g. {sent[:3]}"
+        assert all(s["by"] == "browser" for s in seen)
+        grids = [np.asarray(s["probs"]).reshape(-1, 28, 28) for s in seen]
+        assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(grids, grids[1:]))  # the spread changes
+        for s, grid in zip(seen, grids):  # the same draws as the server's /sample at that temperature
+            expected = inference.sample(checkpoint, len(grid), s["value"], 0)
+            assert np.abs(grid - expected).max() <= TOLERANCE, s["value"]
+        page.screenshot(path=str(artifacts / "live-sample-temperature.png"), full_page=True)
+
+        page.get_by_role("tab", name="Interpolate").click()
+        page.locator("#int-go").click()
+        page.wait_for_selector("#int-lerp img")
+        page.wait_for_function("() => +(document.querySelector('#int-live .lv-root').dataset.count || 0) > 0")
+        sent.clear()
+        seen = _drag(page, page.locator("#int-live input.lv-slider"), [0.3, 0.8], "#int-live")
+        assert not sent
+        it = inference.interpolate(checkpoint, inference.digit_input(1), inference.digit_input(7), 2)
+        z0, z1 = it.ends.astype(np.float64)
+        pairs = [np.asarray(s["probs"]).reshape(2, 28, 28) for s in seen]
+        assert np.abs(pairs[0] - pairs[1]).mean() > 1e-3
+        for s, pair in zip(seen, pairs):  # lerp on the left, slerp on the right, at the scrubber's t
+            t = s["value"]
+            codes = np.stack([(1 - t) * z0 + t * z1, inference.slerp(z0, z1, np.array([t]))[0]])
+            expected = browser.decode_codes(checkpoint, codes, it.label_used)
+            assert np.abs(pair - expected).max() <= TOLERANCE, t
+        page.screenshot(path=str(artifacts / "live-interpolate.png"), full_page=True)
+
+        page.get_by_role("tab", name="Traverse").click()
+        page.locator("#trv-go").click()
+        page.wait_for_selector("#trv-grid img")
+        page.wait_for_function("() => +(document.querySelector('#trv-live .lv-root').dataset.count || 0) > 0")
+        sliders = page.locator("#trv-live input.lv-slider")
+        assert 1 <= sliders.count() <= 16
+        sent.clear()
+        seen = _drag(page, sliders.first, [0.1, 0.9], "#trv-live")
+        assert not sent
+        images = [np.asarray(s["probs"]).reshape(28, 28) for s in seen]
+        assert np.abs(images[0] - images[1]).mean() > 1e-3
+        # the server's decode of the same code: dataset digit #0's code moved along that dimension
+        dim = int(sliders.first.get_attribute("data-dim"))
+        tr = inference.traverse(checkpoint, inference.digit_input(0), dims=[dim], steps=2, span=3.0)
+        for s, image in zip(seen, images):
+            z = tr.code.astype(np.float64).copy()
+            z[dim] += s["value"] * tr.unit[dim]
+            expected = browser.decode_codes(checkpoint, z[None], tr.label_used)[0]
+            assert np.abs(image - expected).max() <= TOLERANCE, s["value"]
+        page.screenshot(path=str(artifacts / "live-traverse.png"), full_page=True)
+        assert not page.errors

@@ -88,6 +88,7 @@ class Interpolation:
     slerp_norms: np.ndarray  # (steps,)
     t: np.ndarray  # (steps,) from 0 to 1
     label_used: int | None = None
+    ends: np.ndarray | None = None  # (2, D) the two codes the paths join (the page's live scrubber)
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -127,6 +128,7 @@ def interpolate(checkpoint: str, a: Any, b: Any, steps: int = 10, label: int | N
         slerp_norms=np.linalg.norm(z_slerp, axis=1),
         t=t,
         label_used=label,
+        ends=np.stack([z0, z1]).astype(np.float32),
     )
 
 
@@ -136,6 +138,8 @@ class Traversal:
     dims: list[int]
     values: np.ndarray  # (steps,) offsets in σ units
     label_used: int | None = None
+    code: np.ndarray | None = None  # (D,) the digit's own code, the middle column (the page's live sliders)
+    unit: np.ndarray | None = None  # (D,) σ per dimension: row d's step k adds values[k] * unit[d] to code[d]
 
 
 def dims_by_kl(checkpoint: str) -> list[tuple[int, float]]:
@@ -185,4 +189,5 @@ def traverse(
     for row, d in enumerate(dims):
         z[row, :, d] += values * unit[d]
     images = decode(model, z.reshape(len(dims) * steps, -1), label)
-    return Traversal(images=images.reshape(len(dims), steps, 28, 28), dims=dims, values=values, label_used=label)
+    return Traversal(images=images.reshape(len(dims), steps, 28, 28), dims=dims, values=values, label_used=label,
+                     code=mu[0].astype(np.float32), unit=np.asarray(unit, np.float32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,13 @@ import gradio as gr
 import numpy as np
 
 from .. import exports, inference, plots, zerogpu
-from ..validation import whole, within
+from ..inference import browser
+from ..validation import number, whole, within
 from .components import NumberBox, NumberSlider, checkpoint_dropdown, digit_picker, out_image, strip_image
+from .latent_map import LIVE_HEAD, b64_array, read_static
 from .shared import Outputs, export_path, friendly, here_digit, info, need, refresh_checkpoint, strip
+
+LIVE_DIMS = 16  # traversal sliders shown at most, most used first
 
 
 def _digit_choice(value: Any) -> int | None:
@@ -154,6 +159,99 @@ def export_projector(checkpoint, n=2000, progress=gr.Progress()):
     return [str(zipped), *paths]
 
 
+@friendly
+def live_samples(checkpoint, count, temperature, seed, digit_choice):
+    """The grid's draws for the page to re-decode as the temperature moves (live_grid.js), after /sample."""
+    checkpoint = need(checkpoint)
+    about = info(checkpoint)
+    temperature = number(temperature, "The temperature", 0.0, 5.0, lo_open=True)
+    digit = _digit_choice(digit_choice) if about["conditional"] else None
+    draws = browser.sample_draws(checkpoint, count, seed, digit)
+    n = len(draws["centre"])
+    payload = {
+        "kind": "samples",
+        "checkpoint": checkpoint,
+        "model": browser.browser_model(checkpoint),
+        "count": n,
+        "ncols": math.ceil(math.sqrt(n)),
+        "temperature": temperature,
+        "centre": b64_array(draws["centre"]),
+        "offset": b64_array(draws["offset"]),
+        "labels": b64_array(draws["labels"]) if draws["labels"] is not None else None,
+    }
+    return {"live": json.dumps(payload, separators=(",", ":"))}
+
+
+@friendly
+def live_traverse(checkpoint, image=None, index=0, dims=None, span=3.0):
+    """A digit's code and the σ of each dimension for the page's sliders (live_grid.js), after /traverse:
+    the chosen dimensions, or the 16 most used, in the order the server's traversal uses."""
+    checkpoint = need(checkpoint)
+    x = _endpoint(image, index, "input")
+    if not dims:
+        dims = [d for d, _ in inference.dims_by_kl(checkpoint)[:LIVE_DIMS]]
+    tr = inference.traverse(checkpoint, x, dims=list(dims)[:LIVE_DIMS], steps=2, span=span)
+    payload = {
+        "kind": "traverse",
+        "checkpoint": checkpoint,
+        "model": browser.browser_model(checkpoint),
+        "code": b64_array(tr.code),
+        "unit": b64_array(tr.unit),
+        "dims": [int(d) for d in tr.dims],
+        "span": float(tr.values[-1]),
+        "label": tr.label_used,
+    }
+    return {"live": json.dumps(payload, separators=(",", ":"))}
+
+
+@friendly
+def live_interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end_index=7):
+    """The two end codes for the page's scrubber along the lerp and slerp paths (live_grid.js), after
+    /interpolate (whose rule, and label for a cvae, they come from)."""
+    checkpoint = need(checkpoint)
+    a = _endpoint(start_image, start_index, "start")
+    b = _endpoint(end_image, end_index, "end")
+    it = inference.interpolate(checkpoint, a, b, 2)
+    payload = {
+        "kind": "interpolate",
+        "checkpoint": checkpoint,
+        "model": browser.browser_model(checkpoint),
+        "ends": b64_array(it.ends),
+        "label": it.label_used,
+    }
+    return {"live": json.dumps(payload, separators=(",", ":"))}
+
+
+def decode_codes(request: Any) -> list[list[float]]:
+    """The live widgets' fallback where the page cannot decode: ``{"checkpoint", "z": rows of D numbers,
+    "labels"}`` → one row of 784 probabilities (rounded to 1/1000) per code. (A gr.HTML server function
+    takes one argument.)"""
+    request = request if isinstance(request, dict) else {}
+    try:
+        z = np.asarray(request.get("z"), np.float64)
+        if z.ndim != 2 or not 1 <= len(z) <= inference.sampling.MAX_SAMPLES:
+            raise ValueError("Send between 1 and 256 codes.")
+        labels = request.get("labels")
+        images = browser.decode_codes(need(request.get("checkpoint")), z, labels)
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e)) from None
+    return np.round(images.reshape(len(images), -1).astype(np.float64), 3).tolist()
+
+
+def live_widget(elem_id: str) -> gr.HTML:
+    """A live decoding widget (live_grid.html / .js): the Sample grid's temperature, or traversal sliders."""
+    return gr.HTML(
+        value=None,
+        html_template=read_static("live_grid.html"),
+        css_template=read_static("live_grid.css"),
+        js_on_load=read_static("live_decode.js") + read_static("live_grid.js"),
+        head=LIVE_HEAD,
+        elem_id=elem_id,
+        apply_default_css=False,
+        server_functions=[decode_codes],
+    )
+
+
 @dataclass
 class SampleTab:
     model: gr.Dropdown
@@ -176,6 +274,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
                     step=0.1,
                     label="Temperature",
                     info="Scales the prior's spread: below 1 safer, above 1 wilder.",
+                    elem_id="sample-temperature",
                 )
                 seed = NumberBox(
                     value=0,
@@ -196,6 +295,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
             with gr.Row():
                 smp_grid = out_image("Samples", "sample-grid")
             smp_file = gr.DownloadButton("Download PNG grid", visible=False, elem_id="sample-download")
+            smp_live = live_widget("sample-live")
         with gr.Tab("Interpolate"):
             gr.Markdown(
                 "Two digits: upload one, or type its number in the dataset (0-9999). "
@@ -211,6 +311,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
             int_btn = gr.Button("Interpolate", variant="primary", elem_id="int-go")
             lerp_img = strip_image("Straight line (lerp)", "int-lerp")
             slerp_img = strip_image("Great circle (slerp): keeps ‖z‖ where the prior puts its mass", "int-slerp")
+            int_live = live_widget("int-live")
             with gr.Row():
                 norm_plot = gr.Plot(label="‖z‖ along each path", elem_id="int-norms")
                 int_gif = gr.DownloadButton("Download animated GIF", visible=False)
@@ -238,6 +339,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
             trv_btn = gr.Button("Traverse", variant="primary", elem_id="trv-go")
             trv_img = strip_image("Traversal: one row per dimension", "trv-grid")
             trv_md = gr.Markdown(label="What the rows are", elem_id="trv-text")
+            trv_live = live_widget("trv-live")
             trv_gif = gr.DownloadButton("Download animated GIF", visible=False)
             kl_plot = gr.Plot(label="How much each dimension is used", elem_id="trv-kl")
         with gr.Tab("Export"):
@@ -257,18 +359,36 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Sampl
     traversal = Outputs(grid=trv_img, gif=trv_gif, text=trv_md)
     sample_inputs = [smp_ck, count, temperature, seed, digit_dd]
 
-    smp_btn.click(samples.bind(sample), sample_inputs, list(samples), api_name="sample")
+    live_grid, live_trv, live_int = Outputs(live=smp_live), Outputs(live=trv_live), Outputs(live=int_live)
+    # The live widgets are filled by a second, private step, so /sample and /traverse answer as before.
+    smp_btn.click(samples.bind(sample), sample_inputs, list(samples), api_name="sample").success(
+        live_grid.bind(live_samples), sample_inputs, list(live_grid), show_progress="hidden", **private
+    )
     smp_ck.input(controls.bind(sample_controls), smp_ck, list(controls), show_progress="hidden", **private)
     tab.select(refresh_checkpoint, smp_ck, smp_ck, show_progress="hidden", **private).then(
         controls.bind(sample_controls), smp_ck, list(controls), show_progress="hidden", **private
-    ).then(samples.bind(sample_first_visit), [*sample_inputs, smp_grid], list(samples), **private)
+    ).then(samples.bind(sample_first_visit), [*sample_inputs, smp_grid], list(samples), **private).success(
+        live_grid.bind(live_samples), sample_inputs, list(live_grid), show_progress="hidden", **private
+    )
     int_btn.click(
         walks.bind(interpolate), [smp_ck, a_img, b_img, a_idx, b_idx, steps], list(walks), api_name="interpolate"
+    ).success(
+        live_int.bind(live_interpolate),
+        [smp_ck, a_img, b_img, a_idx, b_idx],
+        list(live_int),
+        show_progress="hidden",
+        **private,
     )
     for button, target in ((a_here, a_img), (b_here, b_img), (t_here, t_img)):
         button.click(here_digit, here, target, **private)
     trv_btn.click(
         traversal.bind(traverse), [smp_ck, t_img, t_idx, dims, t_steps, span], list(traversal), api_name="traverse"
+    ).success(
+        live_trv.bind(live_traverse),
+        [smp_ck, t_img, t_idx, dims, span],
+        list(live_trv),
+        show_progress="hidden",
+        **private,
     )
     exp_btn.click(export_projector, [smp_ck, exp_n], exp_files, api_name="projector_export", concurrency_limit=1)
     return SampleTab(smp_ck)
