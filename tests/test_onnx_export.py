@@ -131,3 +131,32 @@ def test_a_gan_checkpoint_has_only_a_decoder(tmp_path):
     assert (folder / "decoder.onnx").is_file() and not (folder / "encoder.onnx").exists()
     assert set(checkpoints.ensure_onnx(folder)) == {"decoder.onnx"}
     assert json.loads((folder / "config.json").read_text())["model"]["kind"] == "gan"
+
+
+def test_the_app_serves_the_runtime_and_the_models_compressed(app_url):
+    """The page's downloads come from the app itself (no CDN): the WASM runtime as application/wasm, brotli or
+    gzip as the browser accepts, and a checkpoint's ONNX files; a GAN's missing encoder is a 404."""
+    import gzip
+
+    import brotli
+    import httpx
+
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        for accept, decompress in (("br", brotli.decompress), ("gzip", gzip.decompress)):
+            url = "vaedemo-static/ort/ort-wasm-simd-threaded.wasm"
+            with http.stream("GET", url, headers={"Accept-Encoding": accept}) as r:
+                sent = b"".join(r.iter_raw())  # the body as it came over the wire
+            assert r.status_code == 200 and r.headers["content-type"] == "application/wasm"
+            assert r.headers["content-encoding"] == accept
+            raw = decompress(sent)
+            assert raw[:4] == b"\0asm" and len(sent) < len(raw) / 3
+        js = http.get("vaedemo-static/ort/ort.wasm.min.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert "ONNX Runtime Web" in js.text
+        assert http.get("vaedemo-static/ort/package.json").status_code == 404
+        decoder = http.get("vaedemo-static/onnx/tiny-vae/decoder.onnx")
+        assert decoder.status_code == 200
+        probs = _session(decoder.content).run(None, {"z": np.zeros((3, 2), np.float32)})[0]
+        assert probs.shape == (3, 1, 28, 28)
+        assert http.get("vaedemo-static/onnx/no-such-model/decoder.onnx").status_code == 404
+        assert http.get("vaedemo-static/onnx/tiny-vae/weights.onnx").status_code == 404
