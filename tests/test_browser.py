@@ -100,18 +100,24 @@ def test_reconstruct_an_upload_and_a_drawing(page, digit_png, artifacts):
     canvas = page.locator("#rec-sketch canvas").last
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    before = _src(page, "#rec-input img")
+    before = _src(page, "#rec-output img")
     page.mouse.move(cx - 10, cy - 90)
     page.mouse.down()
     for step in range(1, 19):  # a tall stroke, slightly slanted: a "1"
         page.mouse.move(cx - 10 + step, cy - 90 + 10 * step)
     page.mouse.up()
-    _wait_new_src(page, "#rec-input img", before)
+    _wait_new_src(page, "#rec-output img", before)
+    assert page.locator("#rec-neighbours .vd-thumb").count() == 5  # thumbnails cut from the digit sprite
+    sprite_loaded = """() => { const d = document.querySelector('#rec-neighbours .vd-thumb div');
+      return d && getComputedStyle(d).backgroundImage.includes('digits.png'); }"""
+    page.wait_for_function(sprite_loaded)
 
-    # AE vs VAE: a second model on the same drawing
+    # AE vs VAE: a second model on the same drawing, a fourth tile in the panel
+    before = _src(page, "#rec-output img")
     page.locator("#rec-compare input").click()
     page.locator("#rec-compare [data-testid=dropdown-option][aria-label*='tiny-ae']").click()
-    page.wait_for_selector("#rec-compare-output img")
+    _wait_new_src(page, "#rec-output img", before)
+    page.wait_for_function("() => document.querySelector('#rec-output img').naturalWidth >= 4 * 224")
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / "reconstruct.png"), full_page=True)
     assert not page.errors

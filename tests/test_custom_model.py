@@ -135,7 +135,7 @@ def test_every_endpoint_works_for_your_model(client, digit_png):
     from PIL import Image
 
     out = client.predict(handle_file(str(digit_png)), "mine", "mine-ae", api_name="/reconstruct")
-    assert Image.open(out[1]).width >= 224 and "−ELBO" in out[5] and "mine-ae" in out[5]
+    assert Image.open(out[0]).width >= 4 * 224 and "−ELBO" in out[1] and "mine-ae" in out[1]
     grid, _, note = client.predict("mine", 9, 1.0, 0, "any", api_name="/sample")
     assert Image.open(grid).format == "PNG" and "N(0, T²·I)" in note  # no prior declared: N(0, I)
     lerp, slerp, _, _ = client.predict("mine", None, None, 1, 7, 5, api_name="/interpolate")

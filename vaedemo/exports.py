@@ -78,6 +78,40 @@ def label_grid(grid: Image.Image, labels: Any, clear: Any, ncols: int, cell: int
     return out
 
 
+def captioned_row(tiles: list[Image.Image], captions: list[str], gap: int = 10, caption_px: int = 28) -> Image.Image:
+    """Pictures side by side on white, each with its caption centred under it: one picture for a figure such
+    as input, reconstruction and error map (one file to send instead of one per picture)."""
+    from PIL import ImageDraw, ImageFont
+
+    if not tiles or len(tiles) != len(captions):
+        raise ValueError("Give one caption for each picture.")
+    width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
+    height = max(t.height for t in tiles) + caption_px
+    out = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, caption_px * 3 // 5))
+    x = 0
+    for tile_img, caption in zip(tiles, captions):
+        out.paste(tile_img.convert("RGB"), (x, 0))
+        text = str(caption)
+        while len(text) > 4 and draw.textlength(text, font=font) > tile_img.width:  # long model names
+            text = text[:-2].rstrip() + "…"
+        draw.text((x + tile_img.width / 2, height - caption_px / 2), text, fill=(40, 40, 40), font=font, anchor="mm")
+        x += tile_img.width + gap
+    return out
+
+
+def stack(pictures: list[Image.Image], gap: int = 12) -> Image.Image:
+    """Pictures one above the other on white, aligned on the left (so the top one's tiles start at x = 0)."""
+    width = max(p.width for p in pictures)
+    out = Image.new("RGB", (width, sum(p.height for p in pictures) + gap * (len(pictures) - 1)), (255, 255, 255))
+    y = 0
+    for p in pictures:
+        out.paste(p.convert("RGB"), (0, y))
+        y += p.height + gap
+    return out
+
+
 def to_png_bytes(pil: Image.Image) -> bytes:
     buf = io.BytesIO()
     pil.save(buf, format="PNG", optimize=True)

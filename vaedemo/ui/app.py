@@ -20,6 +20,10 @@ CSS = """
 #vd-header p { margin-top: 0.2rem; color: var(--body-text-color-subdued); }
 .vd-hint { color: var(--body-text-color-subdued); font-size: 0.9rem; }
 .vd-caption p { margin: 0.4rem 0 -0.3rem 0; }
+.vd-thumbs { display: flex; flex-wrap: wrap; gap: 10px; }
+.vd-thumb { margin: 0; text-align: center; }
+.vd-thumb div { image-rendering: pixelated; image-rendering: crisp-edges; border-radius: 4px; }
+.vd-thumb figcaption { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-top: 2px; }
 """
 
 # Gradio's sketchpad starts with no tool selected; choose the brush so a visitor can draw at once.

@@ -10,10 +10,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import inference, plots, zerogpu
+from .. import exports, inference, plots, zerogpu
 from ..images import BlankImageError
 from ..validation import within
-from .components import DigitImage, GalleryOut, checkpoint_dropdown, out_image
+from .components import DigitImage, PictureOut, checkpoint_dropdown
 from .shared import (
     NONE_CHOICE,
     Outputs,
@@ -25,6 +25,7 @@ from .shared import (
     need,
     refresh_checkpoint,
     refresh_compare,
+    sprite_thumbs,
     strip,
 )
 
@@ -35,6 +36,7 @@ GAN_NOTE = (
     "A GAN has no encoder of its own: its “reconstruction” is a search for the nearest digit its "
     "generator can make (an inverter's guess, refined by a few steps of optimisation)."
 )
+SAMPLES_CAPTION = "Other decodes of z ~ q(z|x): how unsure the VAE is about this digit"
 EMPTY_NOTE = (
     "**No trained models yet.** Train one in the Train tab, or put checkpoint folders in "
     "`checkpoints/` (`make checkpoints` trains the standard set)."
@@ -77,17 +79,31 @@ def scores_md(*results: tuple[inference.Reconstruction, dict]) -> str:
     return table
 
 
+def panel(r: inference.Reconstruction, compared: tuple[inference.Reconstruction, dict] | None = None) -> Image.Image:
+    """Input, reconstruction, the compared model's reconstruction (if any) and the error map, side by side and
+    captioned, and under them a VAE's other decodes of z ~ q(z|x): one picture, so a call sends one file
+    rather than five (each file is a download of its own for a gradio_client caller)."""
+    tiles, captions = [digit(r.input), digit(r.recon)], ["Input, as the model sees it", "Reconstruction"]
+    if compared is not None:
+        c, cabout = compared
+        tiles.append(digit(c.recon))
+        captions.append(f"{cabout['name']} ({cabout['kind_label']})")
+    tiles.append(error_image(r.error_map))
+    captions.append("Error map")
+    top = exports.captioned_row(tiles, captions)
+    if not len(r.samples):
+        return top
+    decodes = exports.captioned_row([strip(r.samples)], [SAMPLES_CAPTION])
+    return exports.stack([top, decodes])
+
+
 def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
     """Everything the tab shows for input ``x`` (28, 28), by output name."""
     about = info(checkpoint)
     r = inference.reconstruct(x, checkpoint, n_samples=8)
     results = [(r, about)]
-    compare = gr.update(value=None, visible=False)
     if compare_with:
-        cabout = info(compare_with)
-        c = inference.reconstruct(x, compare_with, n_samples=0)
-        results.append((c, cabout))
-        compare = gr.update(value=digit(c.recon), visible=True, label=f"{cabout['kind_label']}: {cabout['name']}")
+        results.append((inference.reconstruct(x, compare_with, n_samples=0), info(compare_with)))
     code = (
         plots.code_bars(r.mu, None, title="The code: z found by inversion")
         if about.get("implicit")
@@ -96,17 +112,11 @@ def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
     code.update_layout(height=300, margin=dict(t=40, b=40))
     if len(r.mu) > 32:  # hundreds of bars: thin error bars, or they merge into one dark block
         code.update_traces(error_y_thickness=0.6, error_y_width=0, marker_line_width=0)
-    has_samples = len(r.samples) > 0
     return {
-        "input": digit(r.input),
-        "recon": digit(r.recon),
-        "compare": compare,
-        "error": error_image(r.error_map),
-        "samples_col": gr.update(visible=has_samples),
-        "samples": strip(r.samples) if has_samples else None,
+        "panel": panel(r, results[1] if len(results) > 1 else None),
         "scores": scores_md(*results),
         "code": code,
-        "neighbours": [(bundled_thumb(i), f"{label} · {d:.2f}") for i, label, d in r.neighbours],
+        "neighbours": sprite_thumbs([(i, f"{label} · {d:.2f}") for i, label, d in r.neighbours]),
         "here": r.input,
     }
 
@@ -114,7 +124,8 @@ def view(x: np.ndarray, checkpoint: Any, compare_with: Any) -> dict:
 @friendly
 @zerogpu.gpu("reconstruct")
 def reconstruct(image, checkpoint, compare_with=""):
-    """/reconstruct: an uploaded digit → input as the model sees it, reconstruction, error map, samples, scores."""
+    """/reconstruct: an uploaded digit → one picture (input as the model sees it, reconstruction, error map,
+    a VAE's other decodes), the scores, the code and the nearest dataset digits."""
     if image is None:
         raise ValueError("Upload an image of a digit first (PNG, JPEG, GIF, BMP or WebP).")
     return view(inference.digit_input(image), need(checkpoint), compare_with)
@@ -141,9 +152,13 @@ def reconstruct_example(checkpoint, compare_with, evt: gr.SelectData):
 @friendly
 @zerogpu.gpu("reconstruct")
 def reconstruct_again(here, checkpoint, compare_with=""):
-    """The model changed: redo the last input (nothing to do before the first one)."""
-    if here is None or not checkpoint:
+    """The model changed: redo the last input, or before the first one the example the page opened with."""
+    if not checkpoint:
         return {}
+    if here is None:
+        shown = view(inference.digit_input(example_indices()[0]), checkpoint, compare_with)
+        del shown["here"]  # still not "your digit"
+        return shown
     return view(np.asarray(here, np.float32), checkpoint, compare_with)
 
 
@@ -231,39 +246,30 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
                     )
         with gr.Column(scale=3, min_width=400):
             gr.Markdown("### 2 · What the model makes of it")
-            with gr.Row():
-                in_img = out_image("Input (28×28)", "rec-input")
-                out_img = out_image("Reconstruction", "rec-output")
-                cmp_img = out_image("The compared model", "rec-compare-output", visible=False)
-                err_img = out_image("Error map", "rec-error")
+            # not the "digit" class: the panel is shown scaled, and its captions read better smoothly scaled
+            out_img = PictureOut(
+                label="Input, reconstruction and error map",
+                type="pil",
+                format="png",
+                interactive=False,
+                elem_id="rec-output",
+                show_label=False,
+                buttons=["download"],
+            )
             gr.Markdown(
                 "Error map: red where the reconstruction adds ink, blue where it misses ink.", elem_classes=["vd-hint"]
             )
-            with gr.Column(visible=False) as samples_col:
-                gr.Markdown("**Other decodes of z ~ q(z|x)**: how unsure the VAE is about this digit.")
-                samples_img = out_image("Decodes of z ~ q(z|x)", "rec-samples", show_label=False, buttons=[])
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=320):
                     scores = gr.Markdown(label="Scores", elem_id="rec-scores")
                 with gr.Column(scale=2, min_width=240):
                     code_plot = gr.Plot(label="The latent code", elem_id="rec-code")
-            neighbours = GalleryOut(
-                label="The 5 nearest dataset digits in latent space (label · distance)",
-                columns=5,
-                rows=1,
-                height=170,
-                allow_preview=False,
-                elem_classes=["digit"],
-                elem_id="rec-neighbours",
-                format="png",
+            gr.Markdown(
+                "**The 5 nearest dataset digits in latent space** (label · distance)", elem_classes=["vd-caption"]
             )
+            neighbours = gr.HTML(elem_id="rec-neighbours", label="The 5 nearest dataset digits", show_label=False)
     out = Outputs(
-        input=in_img,
-        recon=out_img,
-        compare=cmp_img,
-        error=err_img,
-        samples_col=samples_col,
-        samples=samples_img,
+        panel=out_img,
         scores=scores,
         code=code_plot,
         neighbours=neighbours,

@@ -6,6 +6,7 @@ No torch here: pictures are numpy and PIL, and the backend is ``vaedemo.inferenc
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import io
 import logging
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DIGIT_SCALE = 8  # 28 px → 224 px on screen, nearest-neighbour
 SPRITE_COLS = 100  # the digit sprite is 100 × 100 tiles of 28 px
+STATIC_ROUTE = "vaedemo-static"  # the page's own files (server.py); relative, so the app also works under a sub-path
 NONE_CHOICE = ("— none —", "")
 EXPORT_DIR = Path(tempfile.gettempdir()) / "vaedemo-downloads"
 EXPORT_TTL_S = 3600
@@ -176,6 +178,22 @@ def here_digit(here: Any) -> Image.Image:
 
 def bundled_thumb(index: int, scale: int = 3) -> Image.Image:
     return digit(inference.bundled()[0][index].astype(np.float32) / 255.0, scale)
+
+
+def sprite_thumbs(items: list[tuple[int, str]], scale: int = 3) -> str:
+    """Bundled digits as HTML thumbnails cut from the page's digit sprite (``sprite_png``, served once and cached
+    by the browser), each with its caption: no picture file to send per digit. Captions are escaped."""
+    size = 28 * scale
+    cells = []
+    for index, caption in items:
+        row, col = divmod(int(index), SPRITE_COLS)
+        cells.append(
+            f'<figure class="vd-thumb" data-index="{int(index)}"><div style="width:{size}px;height:{size}px;'
+            f"background:#000 url({STATIC_ROUTE}/digits.png) -{col * size}px -{row * size}px / "
+            f'{SPRITE_COLS * size}px auto no-repeat"></div>'
+            f"<figcaption>{html.escape(str(caption))}</figcaption></figure>"
+        )
+    return f'<div class="vd-thumbs">{"".join(cells)}</div>'
 
 
 def strip(images: np.ndarray, scale: int = 3, ncols: int | None = None) -> Image.Image:
