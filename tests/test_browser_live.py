@@ -81,47 +81,61 @@ def _check_against_server(seen: list[dict], checkpoint: str, method: str = "pca"
     assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(images, images[1:]))
 
 
+@pytest.fixture(scope="module")
+def page(app_url):
+    with open_app(app_url) as page:
+        yield page
+
+
 def _requests(page) -> list[str]:
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.url))
     return sent
 
 
-def test_hovering_the_map_decodes_in_the_browser(app_url, artifacts):
-    with open_app(app_url) as page:
-        _open_map(page)
-        assert page.evaluate("() => document.querySelector('#latent-map .lm-root').dataset.live") == "browser"
-        checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
-        sent = _requests(page)
-        seen = _hover_places(page)
-        assert not sent, f"hovering sent {len(sent)} requests, e.g. {sent[:3]}"
-        assert all(s["by"] == "browser" for s in seen)
-        assert "browser" in seen[-1]["note"]
-        _check_against_server(seen, checkpoint)
-        page.screenshot(path=str(artifacts / "live-map-hover.png"), full_page=False)
+def test_hovering_the_map_decodes_in_the_browser(page, artifacts):
+    _open_map(page)
+    assert page.evaluate("() => document.querySelector('#latent-map .lm-root').dataset.live") == "browser"
+    checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
+    sent = _requests(page)
+    seen = _hover_places(page)
+    assert not sent, f"hovering sent {len(sent)} requests, e.g. {sent[:3]}"
+    assert all(s["by"] == "browser" for s in seen)
+    assert "browser" in seen[-1]["note"]
+    _check_against_server(seen, checkpoint)
+    page.screenshot(path=str(artifacts / "live-map-hover.png"), full_page=False)
 
-        # A conditional model decodes a place with the nearest digit's label, as the server does.
-        _open_map(page, "tiny-cvae")
-        sent.clear()
-        seen = _hover_places(page)
-        assert not sent
-        _check_against_server(seen, "tiny-cvae")
-        page.screenshot(path=str(artifacts / "live-map-hover-cvae.png"), full_page=False)
-        assert not page.errors
+    # A conditional model decodes a place with the nearest digit's label, as the server does.
+    _open_map(page, "tiny-cvae")
+    sent.clear()
+    seen = _hover_places(page)
+    assert not sent
+    _check_against_server(seen, "tiny-cvae")
+    page.screenshot(path=str(artifacts / "live-map-hover-cvae.png"), full_page=False)
+    assert not page.errors
 
 
-def test_without_webassembly_the_server_answers(app_url, artifacts):
-    with open_app(app_url) as page:
-        page.route("**/*.wasm", lambda route: route.fulfill(status=404, body="gone"))
-        _open_map(page)
-        page.wait_for_function("() => document.querySelector('#latent-map .lm-root').dataset.live === 'server'")
-        checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
-        seen = _hover_places(page)
+def test_without_webassembly_the_server_answers(page, app_url, artifacts):
+    # A second page of the same browser (one Playwright per process), whose .wasm requests all fail.
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.errors = []
+    other.on("pageerror", lambda e: other.errors.append(str(e)))
+    other.set_default_timeout(30_000)
+    other.route("**/*.wasm", lambda route: route.fulfill(status=404, body="gone"))
+    try:
+        other.goto(app_url)
+        other.wait_for_selector("#rec-output img")
+        _open_map(other)
+        other.wait_for_function("() => document.querySelector('#latent-map .lm-root').dataset.live === 'server'")
+        checkpoint = other.get_attribute("#latent-map .lm-root", "data-checkpoint")
+        seen = _hover_places(other)
         assert all(s["by"] == "server" for s in seen)
         assert "server" in seen[-1]["note"]
         _check_against_server(seen, checkpoint)
-        page.screenshot(path=str(artifacts / "live-map-fallback.png"), full_page=False)
-        assert not page.errors
+        other.screenshot(path=str(artifacts / "live-map-fallback.png"), full_page=False)
+        assert not other.errors
+    finally:
+        other.close()
 
 
 def _synthetic_case(method: str, dim: int, rng) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
@@ -153,25 +167,24 @@ def _synthetic_case(method: str, dim: int, rng) -> tuple[dict, np.ndarray, np.nd
     return json.loads(json.dumps(packed)), places, expected, nearest
 
 
-def test_the_pages_way_back_is_the_servers(app_url):
+def test_the_pages_way_back_is_the_servers(page):
     """live_decode.js's place → code for t-SNE and UMAP maps against projections.py's own inverse, on random
     codes and places (no t-SNE run needed); 40-D codes reach the page as their top 32 principal components."""
     rng = np.random.default_rng(1)
     cases = {(m, d): _synthetic_case(m, d, rng) for m, d in [("tsne", 6), ("tsne", 40), ("umap", 6), ("umap", 40)]}
-    with open_app(app_url) as page:
-        page.get_by_role("tab", name="Latent map").click()
-        page.wait_for_function("() => !!window.vaedemoLive")
-        for (method, dim), (packed, places, expected, nearest) in cases.items():
-            got = page.evaluate(
-                """([inv, places]) => { const u = vaedemoLive.unpack(inv);
-                     return places.map(([x, y]) => { const c = vaedemoLive.placeToCode(u, x, y);
-                                                     return [Array.from(c.z), c.label]; }); }""",
-                [packed, places.tolist()],
-            )
-            z = np.array([g[0] for g in got])
-            assert [g[1] for g in got] == nearest.tolist(), (method, dim)
-            scale = np.abs(expected).max()
-            assert np.abs(z - expected).max() <= 2e-3 * scale, (method, dim)  # float16 codes
+    page.get_by_role("tab", name="Latent map").click()
+    page.wait_for_function("() => !!window.vaedemoLive")
+    for (method, dim), (packed, places, expected, nearest) in cases.items():
+        got = page.evaluate(
+            """([inv, places]) => { const u = vaedemoLive.unpack(inv);
+                 return places.map(([x, y]) => { const c = vaedemoLive.placeToCode(u, x, y);
+                                                 return [Array.from(c.z), c.label]; }); }""",
+            [packed, places.tolist()],
+        )
+        z = np.array([g[0] for g in got])
+        assert [g[1] for g in got] == nearest.tolist(), (method, dim)
+        scale = np.abs(expected).max()
+        assert np.abs(z - expected).max() <= 2e-3 * scale, (method, dim)  # float16 codes
 
 
 LIVE_GRID = """(sel) => {
@@ -203,60 +216,59 @@ def _drag(page, slider, fractions, watch: str) -> list[dict]:
     return seen
 
 
-def test_temperature_scrubber_and_traversal_sliders_redecode_while_dragging(app_url, artifacts):
-    with open_app(app_url) as page:
-        page.get_by_role("tab", name="Sample", exact=True).click()
-        page.wait_for_selector("#sample-grid img")
-        page.wait_for_function("() => +(document.querySelector('#sample-live .lv-root').dataset.count || 0) > 0")
-        checkpoint = page.locator("#sample-checkpoint input").input_value().split(" ")[0]
-        sent = _requests(page)
-        slider = page.locator("#sample-temperature input[type=range]")
-        seen = _drag(page, slider, [0.15, 0.45, 0.8], "#sample-live")
-        assert not sent, f"dragging sent {len(sent)} requests, e.g. {sent[:3]}"
-        assert all(s["by"] == "browser" for s in seen)
-        grids = [np.asarray(s["probs"]).reshape(-1, 28, 28) for s in seen]
-        assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(grids, grids[1:]))  # the spread changes
-        for s, grid in zip(seen, grids):  # the same draws as the server's /sample at that temperature
-            expected = inference.sample(checkpoint, len(grid), s["value"], 0)
-            assert np.abs(grid - expected).max() <= TOLERANCE, s["value"]
-        page.screenshot(path=str(artifacts / "live-sample-temperature.png"), full_page=True)
+def test_temperature_scrubber_and_traversal_sliders_redecode_while_dragging(page, artifacts):
+    page.get_by_role("tab", name="Sample", exact=True).click()
+    page.wait_for_selector("#sample-grid img")
+    page.wait_for_function("() => +(document.querySelector('#sample-live .lv-root').dataset.count || 0) > 0")
+    checkpoint = page.locator("#sample-checkpoint input").input_value().split(" ")[0]
+    sent = _requests(page)
+    slider = page.locator("#sample-temperature input[type=range]")
+    seen = _drag(page, slider, [0.15, 0.45, 0.8], "#sample-live")
+    assert not sent, f"dragging sent {len(sent)} requests, e.g. {sent[:3]}"
+    assert all(s["by"] == "browser" for s in seen)
+    grids = [np.asarray(s["probs"]).reshape(-1, 28, 28) for s in seen]
+    assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(grids, grids[1:]))  # the spread changes
+    for s, grid in zip(seen, grids):  # the same draws as the server's /sample at that temperature
+        expected = inference.sample(checkpoint, len(grid), s["value"], 0)
+        assert np.abs(grid - expected).max() <= TOLERANCE, s["value"]
+    page.screenshot(path=str(artifacts / "live-sample-temperature.png"), full_page=True)
 
-        page.get_by_role("tab", name="Interpolate").click()
-        page.locator("#int-go").click()
-        page.wait_for_selector("#int-lerp img")
-        page.wait_for_function("() => +(document.querySelector('#int-live .lv-root').dataset.count || 0) > 0")
-        sent.clear()
-        seen = _drag(page, page.locator("#int-live input.lv-slider"), [0.3, 0.8], "#int-live")
-        assert not sent
-        it = inference.interpolate(checkpoint, inference.digit_input(1), inference.digit_input(7), 2)
-        z0, z1 = it.ends.astype(np.float64)
-        pairs = [np.asarray(s["probs"]).reshape(2, 28, 28) for s in seen]
-        assert np.abs(pairs[0] - pairs[1]).mean() > 1e-3
-        for s, pair in zip(seen, pairs):  # lerp on the left, slerp on the right, at the scrubber's t
-            t = s["value"]
-            codes = np.stack([(1 - t) * z0 + t * z1, inference.slerp(z0, z1, np.array([t]))[0]])
-            expected = browser.decode_codes(checkpoint, codes, it.label_used)
-            assert np.abs(pair - expected).max() <= TOLERANCE, t
-        page.screenshot(path=str(artifacts / "live-interpolate.png"), full_page=True)
+    page.get_by_role("tab", name="Interpolate").click()
+    page.locator("#int-go").click()
+    page.wait_for_selector("#int-lerp img")
+    page.wait_for_function("() => +(document.querySelector('#int-live .lv-root').dataset.count || 0) > 0")
+    sent.clear()
+    seen = _drag(page, page.locator("#int-live input.lv-slider"), [0.3, 0.8], "#int-live")
+    assert not sent
+    it = inference.interpolate(checkpoint, inference.digit_input(1), inference.digit_input(7), 2)
+    z0, z1 = it.ends.astype(np.float64)
+    pairs = [np.asarray(s["probs"]).reshape(2, 28, 28) for s in seen]
+    assert np.abs(pairs[0] - pairs[1]).mean() > 1e-3
+    for s, pair in zip(seen, pairs):  # lerp on the left, slerp on the right, at the scrubber's t
+        t = s["value"]
+        codes = np.stack([(1 - t) * z0 + t * z1, inference.slerp(z0, z1, np.array([t]))[0]])
+        expected = browser.decode_codes(checkpoint, codes, it.label_used)
+        assert np.abs(pair - expected).max() <= TOLERANCE, t
+    page.screenshot(path=str(artifacts / "live-interpolate.png"), full_page=True)
 
-        page.get_by_role("tab", name="Traverse").click()
-        page.locator("#trv-go").click()
-        page.wait_for_selector("#trv-grid img")
-        page.wait_for_function("() => +(document.querySelector('#trv-live .lv-root').dataset.count || 0) > 0")
-        sliders = page.locator("#trv-live input.lv-slider")
-        assert 1 <= sliders.count() <= 16
-        sent.clear()
-        seen = _drag(page, sliders.first, [0.1, 0.9], "#trv-live")
-        assert not sent
-        images = [np.asarray(s["probs"]).reshape(28, 28) for s in seen]
-        assert np.abs(images[0] - images[1]).mean() > 1e-3
-        # the server's decode of the same code: dataset digit #0's code moved along that dimension
-        dim = int(sliders.first.get_attribute("data-dim"))
-        tr = inference.traverse(checkpoint, inference.digit_input(0), dims=[dim], steps=2, span=3.0)
-        for s, image in zip(seen, images):
-            z = tr.code.astype(np.float64).copy()
-            z[dim] += s["value"] * tr.unit[dim]
-            expected = browser.decode_codes(checkpoint, z[None], tr.label_used)[0]
-            assert np.abs(image - expected).max() <= TOLERANCE, s["value"]
-        page.screenshot(path=str(artifacts / "live-traverse.png"), full_page=True)
-        assert not page.errors
+    page.get_by_role("tab", name="Traverse").click()
+    page.locator("#trv-go").click()
+    page.wait_for_selector("#trv-grid img")
+    page.wait_for_function("() => +(document.querySelector('#trv-live .lv-root').dataset.count || 0) > 0")
+    sliders = page.locator("#trv-live input.lv-slider")
+    assert 1 <= sliders.count() <= 16
+    sent.clear()
+    seen = _drag(page, sliders.first, [0.1, 0.9], "#trv-live")
+    assert not sent
+    images = [np.asarray(s["probs"]).reshape(28, 28) for s in seen]
+    assert np.abs(images[0] - images[1]).mean() > 1e-3
+    # the server's decode of the same code: dataset digit #0's code moved along that dimension
+    dim = int(sliders.first.get_attribute("data-dim"))
+    tr = inference.traverse(checkpoint, inference.digit_input(0), dims=[dim], steps=2, span=3.0)
+    for s, image in zip(seen, images):
+        z = tr.code.astype(np.float64).copy()
+        z[dim] += s["value"] * tr.unit[dim]
+        expected = browser.decode_codes(checkpoint, z[None], tr.label_used)[0]
+        assert np.abs(image - expected).max() <= TOLERANCE, s["value"]
+    page.screenshot(path=str(artifacts / "live-traverse.png"), full_page=True)
+    assert not page.errors

@@ -22,6 +22,24 @@
     ort.env.logLevel = 'error';
   }
 
+  // An Identity graph (68 bytes, made with onnx.helper): creating a session of it loads and compiles the WASM
+  // runtime, which warm() starts as soon as a live widget appears, while the server computes what it will show.
+  const WARM_ONNX = 'CAg6OgoQCgF4EgF5IghJZGVudGl0eRIEd2FybVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0=';
+  let warming = null;
+  function warm() {
+    if (!warming) {
+      const start = performance.now();
+      warming = (async () => {
+        configure();
+        const raw = Uint8Array.from(atob(WARM_ONNX), ch => ch.charCodeAt(0));
+        await ort.InferenceSession.create(raw, { executionProviders: ['wasm'] });
+        stats.runtime = performance.now() - start;
+      })();
+      warming.catch(() => { warming = null; });
+    }
+    return warming;
+  }
+
   function modelUrl(model, which) {
     return BASE + 'onnx/' + encodeURIComponent(model.name) + '/' + which + '.onnx?v=' + model.version;
   }
@@ -31,7 +49,7 @@
     if (!sessions.has(url)) {
       const start = performance.now();
       const made = (async () => {
-        configure();
+        await warm();
         const s = await ort.InferenceSession.create(url, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
         stats.firstUse[url] = performance.now() - start;
         return s;
@@ -164,5 +182,6 @@
     return { z, label };
   }
 
-  window.vaedemoLive = { BASE, session, decode, draw, unpack, placeToCode, stats, f16, f32 };
+  window.vaedemoLive = { BASE, warm, session, decode, draw, unpack, placeToCode, stats, f16, f32 };
+  warm().catch(() => {}); // a failure shows when a widget asks for a session (and falls back to the server)
 })();
