@@ -115,6 +115,40 @@ def test_hovering_the_map_decodes_in_the_browser(page, artifacts):
     assert not page.errors
 
 
+def test_drawing_a_path_plays_the_morph_and_saves_a_gif(page, artifacts):
+    import base64
+    import io
+
+    from PIL import Image
+
+    _open_map(page)
+    page.locator("#latent-map .lm-path-toggle").check()
+    left, top, width, height = page.evaluate(PLOT_RECT)
+    sent = _requests(page)
+    page.mouse.move(left + 0.2 * width, top + 0.3 * height)
+    page.mouse.down()
+    for fx, fy in [(0.4, 0.5), (0.6, 0.4), (0.8, 0.7)]:
+        page.mouse.move(left + fx * width, top + fy * height, steps=8)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('#latent-map .lm-root').dataset.pathGif === 'ready'")
+    assert not sent, f"playing the path sent {len(sent)} requests, e.g. {sent[:3]}"
+    assert page.evaluate("() => document.querySelector('#latent-map .lm-plot-a')._fullLayout.shapes.length") == 1
+    gif = page.evaluate("""async () => {
+      const a = document.querySelector('#latent-map .lm-path-gif');
+      const buf = new Uint8Array(await (await fetch(a.href)).arrayBuffer());
+      let s = ''; for (const b of buf) s += String.fromCharCode(b); return btoa(s); }""")
+    image = Image.open(io.BytesIO(base64.b64decode(gif)))
+    assert image.format == "GIF" and image.size == (112, 112) and image.n_frames == 48
+    frames = []
+    for k in (0, 47):
+        image.seek(k)
+        frames.append(np.asarray(image.convert("L"), np.float64))
+    assert np.abs(frames[0] - frames[1]).mean() > 1.0  # the path's two ends decode differently
+    page.screenshot(path=str(artifacts / "live-map-path.png"), full_page=False)
+    page.locator("#latent-map .lm-path-toggle").uncheck()
+    assert not page.errors
+
+
 def test_without_webassembly_the_server_answers(page, app_url, artifacts):
     # A second page of the same browser (one Playwright per process), whose .wasm requests all fail.
     other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -9,7 +9,8 @@
 // one selects the same digits in both. Moving the pointer over the (first) map decodes the place under it
 // in the panel beside it every frame, in the browser (live_decode.js, prepended to this script), or through
 // the server's decode_place where the browser cannot. Served from vaedemo/static; plotly.js comes from the
-// plotly package.
+// plotly package. With "Draw a path" on, dragging over the map draws a path; releasing plays the morph along
+// it in the panel (decoded in the browser), and offers it as an animated GIF made in the page.
 
 const root = element.querySelector('.lm-root');
 const plotDivs = [element.querySelector('.lm-plot-a'), element.querySelector('.lm-plot-b')];
@@ -18,6 +19,9 @@ const tipCanvas = element.querySelector('.lm-tip canvas');
 const tipText = element.querySelector('.lm-tip-text');
 const statusLine = element.querySelector('.lm-status');
 const decodeToggle = element.querySelector('.lm-decode-toggle');
+const pathToggle = element.querySelector('.lm-path-toggle');
+const gifLink = element.querySelector('.lm-path-gif');
+const PATH_FRAMES = 48; // decodes along a drawn path, evenly spaced by its length on screen
 const livePanel = element.querySelector('.lm-live');
 const liveCanvas = element.querySelector('.lm-live canvas');
 const liveText = element.querySelector('.lm-live-text');
@@ -36,6 +40,8 @@ let live = null;        // decoding under the cursor: {key, model, u, mode: 'pen
 let liveWant = null;    // the latest place asked for; older ones are dropped (one decode in flight)
 let liveBusy = false;
 let liveCount = 0;
+let drawing = null;     // the path being drawn: {view, pts: [[x, y] in data units]}
+let playId = 0;         // the morph now playing (a newer one stops it)
 
 function webglAvailable() {
   try {
@@ -290,6 +296,8 @@ function bindView(view) {
   });
   div.addEventListener('mouseleave', hideTip);
   div.addEventListener('pointermove', onLiveMove, true);
+  div.addEventListener('pointerdown', onPathDown, true);
+  div.addEventListener('pointermove', onPathMove, true);
   // plotly covers the page while the button is down, so the browser's 'click' never reaches the
   // plot, and its own plotly_click can come late or name a stale hovered point: watch the press
   // and the release, and find the clicked point ourselves.
@@ -379,7 +387,153 @@ function onLiveMove(ev) {
   if (first) requestAnimationFrame(pumpLive);
 }
 
+// ---- drawing a path and playing the morph along it
+
+function dataXY(view, ev) {
+  const drag = view.div.querySelector('.nsewdrag');
+  if (!drag) return null;
+  const r = drag.getBoundingClientRect();
+  if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return null;
+  const fl = view.div._fullLayout;
+  return [fl.xaxis.p2l(ev.clientX - r.left), fl.yaxis.p2l(ev.clientY - r.top)];
+}
+
+function showPath(view, pts) {
+  const shapes = pts.length > 1 ? [{
+    type: 'path', xref: 'x', yref: 'y', line: { color: '#d00', width: 3 },
+    path: 'M' + pts.map(q => q[0] + ',' + q[1]).join(' L'),
+  }] : [];
+  Plotly.relayout(view.div, { shapes: shapes });
+}
+
+function resample(view, pts, n) {
+  // n points evenly spaced along the path's length in screen pixels (the axes' units can differ a lot)
+  const fl = view.div._fullLayout;
+  const px = pts.map(q => [fl.xaxis.l2p(q[0]), fl.yaxis.l2p(q[1])]);
+  const cum = [0];
+  for (let i = 1; i < px.length; i++) cum.push(cum[i - 1] + Math.hypot(px[i][0] - px[i - 1][0], px[i][1] - px[i - 1][1]));
+  const total = cum[cum.length - 1];
+  const out = [];
+  let j = 0;
+  for (let k = 0; k < n; k++) {
+    const at = total * k / (n - 1);
+    while (j < cum.length - 2 && cum[j + 1] < at) j++;
+    const span = cum[j + 1] - cum[j];
+    const f = span > 0 ? (at - cum[j]) / span : 0;
+    out.push([pts[j][0] + f * (pts[j + 1][0] - pts[j][0]), pts[j][1] + f * (pts[j + 1][1] - pts[j][1])]);
+  }
+  return out;
+}
+
+async function playPath(view, pts) {
+  const id = ++playId;
+  const mine = live;
+  const frames = [];
+  gifLink.hidden = true;
+  root.dataset.pathFrames = '0';
+  for (const [x, y] of resample(view, pts, PATH_FRAMES)) {
+    if (id !== playId || live !== mine) return;
+    const c = vaedemoLive.placeToCode(mine.u, x, y);
+    const probs = await vaedemoLive.decode(mine.model, c.z, 1, c.label === null ? null : [c.label]);
+    vaedemoLive.draw(liveCanvas, probs, 0);
+    setMarker(view, 'decoded', x, y);
+    liveText.textContent = 'along your path: ' + (frames.length + 1) + ' / ' + PATH_FRAMES;
+    frames.push(Float32Array.from(probs));
+    root.dataset.pathFrames = String(frames.length);
+    await new Promise(r => requestAnimationFrame(r));
+  }
+  if (gifLink.href && gifLink.href.startsWith('blob:')) URL.revokeObjectURL(gifLink.href);
+  gifLink.href = URL.createObjectURL(new Blob([gifBytes(frames, 4, 6)], { type: 'image/gif' }));
+  gifLink.hidden = false;
+  root.dataset.pathGif = 'ready';
+}
+
+function gifBytes(frames, scale, delayCs) {
+  // An animated, looping grayscale GIF of 28x28 probability frames, each pixel scaled up `scale` times.
+  // LZW is written "uncompressed": 9-bit literal codes with a clear code every 250, so no table is built.
+  const W = 28 * scale, H = 28 * scale;
+  const bytes = [];
+  const put = (...b) => { for (const v of b) bytes.push(v); };
+  const le16 = v => put(v & 255, (v >> 8) & 255);
+  for (const ch of 'GIF89a') put(ch.charCodeAt(0));
+  le16(W); le16(H); put(0xF7, 0, 0); // a global colour table of 256 entries
+  for (let i = 0; i < 256; i++) put(i, i, i);
+  put(0x21, 0xFF, 0x0B); for (const ch of 'NETSCAPE2.0') put(ch.charCodeAt(0)); put(3, 1, 0, 0, 0); // loop
+  for (const f of frames) {
+    put(0x21, 0xF9, 4, 0); le16(delayCs); put(0, 0);
+    put(0x2C); le16(0); le16(0); le16(W); le16(H); put(0);
+    put(8); // LZW minimum code size
+    const data = [];
+    let acc = 0, nbits = 0, run = 0;
+    const code = (c) => { acc |= c << nbits; nbits += 9; while (nbits >= 8) { data.push(acc & 255); acc >>= 8; nbits -= 8; } };
+    code(256);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const v = f[Math.floor(y / scale) * 28 + Math.floor(x / scale)];
+        code(Math.max(0, Math.min(255, Math.round(v * 255))));
+        if (++run === 250) { code(256); run = 0; }
+      }
+    }
+    code(257);
+    if (nbits > 0) data.push(acc & 255);
+    for (let i = 0; i < data.length; i += 255) {
+      const part = data.slice(i, i + 255);
+      put(part.length, ...part);
+    }
+    put(0);
+  }
+  put(0x3B);
+  return new Uint8Array(bytes);
+}
+
+function onPathDown(ev) {
+  const view = views.find(v => v.div.contains(ev.target));
+  if (!pathToggle.checked || !view || view.which !== 'a') return;
+  if (!live || live.mode !== 'browser') {
+    setStatus('Drawing a path needs the model running in this browser; click places to decode them instead.');
+    return;
+  }
+  const xy = dataXY(view, ev);
+  if (!xy) return;
+  playId++; // stop a morph still playing
+  drawing = { view: view, pts: [xy] };
+  ev.preventDefault();
+  ev.stopPropagation();
+}
+
+function onPathMove(ev) {
+  if (!drawing) return;
+  const xy = dataXY(drawing.view, ev);
+  if (!xy) return;
+  drawing.pts.push(xy);
+  const d = drawing;
+  if (!d.queued) {
+    d.queued = true;
+    requestAnimationFrame(() => { d.queued = false; showPath(d.view, d.pts); });
+  }
+}
+
+function onPathUp() {
+  if (!drawing) return;
+  const d = drawing;
+  drawing = null;
+  if (d.pts.length < 2) return;
+  showPath(d.view, d.pts);
+  setStatus('Playing the morph along your path (' + PATH_FRAMES + ' decodes in your browser).');
+  playPath(d.view, d.pts);
+}
+
+pathToggle.addEventListener('change', () => {
+  root.classList.toggle('lm-pathing', pathToggle.checked);
+  for (const v of views) Plotly.relayout(v.div, { dragmode: pathToggle.checked ? false : dragMode() });
+});
+
 function onRelease(ev) {
+  if (pathToggle.checked) {
+    downAt = null;
+    onPathUp();
+    return;
+  }
   if (!payload || !downAt || !document.body.contains(root)) return;
   const moved = Math.max(travel, Math.hypot(ev.clientX - downAt[0], ev.clientY - downAt[1]));
   downAt = null;
@@ -421,7 +575,7 @@ function layoutFor(view) {
     title: payload.compare ? { text: d.checkpoint, font: { size: 13 }, x: 0.01, xanchor: 'left', y: 0.995 } : undefined,
     hovermode: 'closest',
     hoverdistance: 10,
-    dragmode: dragMode(),
+    dragmode: pathToggle.checked ? false : dragMode(),
     xaxis: { title: { text: d.axis[0] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
     yaxis: { title: { text: d.axis[1] }, zeroline: false, showgrid: true, gridcolor: '#eee' },
     // With a colour bar at the right, the few legend entries left (prior, your digit) go above the plot.
@@ -484,7 +638,7 @@ function draw() {
 }
 
 element.querySelectorAll('.lm-drag').forEach(r => r.addEventListener('change', () => {
-  for (const v of views) Plotly.relayout(v.div, { dragmode: dragMode() });
+  for (const v of views) Plotly.relayout(v.div, { dragmode: pathToggle.checked ? false : dragMode() });
 }));
 
 watch('value', draw);
