@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 FILES = {"decoder": onnx_export.DECODER, "encoder": onnx_export.ENCODER}
 CODE_RANK = 32  # codes wider than this reach the page as their top principal components (see map_inverse)
 TSNE_K = 10  # TSNEProjection's k, as maps.decode_at uses it
+MAX_INVERSES = 6  # maps' inverses kept (about 1 MB each at most)
 _INVERSES: dict[tuple, dict] = {}
 _INVERSES_LOCK = threading.Lock()
 
@@ -104,7 +105,8 @@ def map_inverse(m: LatentMap) -> dict:
             return _INVERSES[key]
     out = inverse_of(full, conditional=bool(STORE.get(full.checkpoint).conditional))
     with _INVERSES_LOCK:
-        _INVERSES.clear()  # one at a time is enough: the page asks for the map it shows
+        while len(_INVERSES) >= MAX_INVERSES:  # the oldest first (dicts keep their order)
+            del _INVERSES[next(iter(_INVERSES))]
         _INVERSES[key] = out
     return out
 
