@@ -4,6 +4,7 @@ written by the save that writes the weights, and are made on first use for a che
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -160,3 +161,34 @@ def test_the_app_serves_the_runtime_and_the_models_compressed(app_url):
         assert probs.shape == (3, 1, 28, 28)
         assert http.get("vaedemo-static/onnx/no-such-model/decoder.onnx").status_code == 404
         assert http.get("vaedemo-static/onnx/tiny-vae/weights.onnx").status_code == 404
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def _latent_checkpoints(root: Path) -> list[Path]:
+    """The shipped folders of latent models (not the digit classifier)."""
+    return sorted(
+        p
+        for p in root.iterdir()
+        if (p / "config.json").is_file()
+        and json.loads((p / "config.json").read_text())["model"]["kind"] not in checkpoints.AUXILIARY_KINDS
+    )
+
+
+@pytest.mark.parametrize("folder", _latent_checkpoints(SHIPPED), ids=lambda p: p.name)
+def test_each_shipped_checkpoints_onnx_files_match_its_weights(folder):
+    """Read only: the files the page downloads decode what the checkpoint's own weights decode, and the folder
+    stays within 50 MB."""
+    assert (folder / "decoder.onnx").is_file(), f"run: python -m vaedemo export-onnx {folder.name}"
+    model, _ = checkpoints.load_folder(folder)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((8, model.latent_dim)).astype(np.float32)
+    labels = np.arange(8) % 10
+    feeds = {"z": z, **({"y": _one_hot(labels)} if model.conditional else {})}
+    probs = _session((folder / "decoder.onnx").read_bytes()).run(["probs"], feeds)[0]
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(z), torch.from_numpy(labels) if model.conditional else None)
+    assert np.abs(probs - expected.numpy()).max() <= TOLERANCE
+    assert (folder / "encoder.onnx").is_file() == onnx_export.has_encoder(model)
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 50 * 1024 * 1024
