@@ -121,6 +121,24 @@ def test_stop_signal_and_bad_settings(small):
         train(build_model("gan", **TINY), small, TrainConfig(epochs=1, mmd=1.0))
 
 
+@pytest.mark.parametrize("variant", [dict(d_norm="batch", d_hidden=32, g_hidden=32), dict(d_norm="none")])
+def test_other_network_shapes_train_and_bad_ones_are_refused(small, variant):
+    """A fully connected layer in either network (InfoGAN's MNIST nets) and DCGAN's batch-normalised
+    discriminator instead of spectral normalisation: both players still learn; silly settings get a sentence."""
+    torch.manual_seed(0)
+    model = build_model("gan", **{**TINY, **variant})
+    before = copy.deepcopy(model.state_dict())
+    result = train(model, small, TrainConfig(epochs=1, batch_size=64, lr=1e-3, device="cpu"))
+    stats = result.history[-1]
+    assert np.isfinite(stats.g_loss) and np.isfinite(stats.d_loss) and 0 < stats.d_real < 1 and 0 < stats.d_fake < 1
+    for net in ("generator", "discriminator"):
+        assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if k.startswith(net))
+    with pytest.raises(ValueError, match="d_norm must be"):
+        build_model("gan", **{**TINY, "d_norm": "layer"})
+    with pytest.raises(ValueError, match="g_hidden must be a whole number"):
+        build_model("gan", **{**TINY, "g_hidden": -1})
+
+
 def test_save_and_load_give_identical_samples_and_codes(trained, tmp_path):
     model, _, _ = trained
     save_checkpoint(model, "tiny-gan", meta={}, root=tmp_path)

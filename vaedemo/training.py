@@ -654,10 +654,11 @@ def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progre
             if config.binarize:
                 xb = torch.bernoulli(xb)
             n = len(xb)
-            # The discriminator: real digits against this step's samples, in one pass (no batch norm in D).
+            # The discriminator: real digits against this step's samples, in separate batches (as DCGAN's
+            # batch norm needs: a batch mixing both would let D read the mix rather than each image).
             with autocast():
                 fake = torch.sigmoid(G(torch.randn(n, d, device=device)))  # (n, 1, 28, 28)
-                logits = D(torch.cat([xb, fake.detach()])).float()  # (2n,)
+                logits = torch.cat([D(xb), D(fake.detach())]).float()  # (2n,)
             d_loss = F.softplus(-logits[:n]).mean() + F.softplus(logits[n:]).mean()
             opts["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
