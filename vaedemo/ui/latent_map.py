@@ -275,6 +275,7 @@ def map_space(key, evt: gr.EventData):
     return {"decoded": gr.update(value=digit(p.image, 6), label="Decoded at the clicked place"), "picked": text}
 
 
+@zerogpu.gpu("reconstruct")
 def decode_place(place: Any) -> list[float]:
     """The page's fallback while hovering when it cannot decode itself: the digit at a place of a map,
     ``{"checkpoint", "method", "x", "y"}``, as 784 probabilities (rounded to 1/1000) by ``inference.decode_at``,

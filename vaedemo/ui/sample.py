@@ -160,6 +160,7 @@ def export_projector(checkpoint, n=2000, progress=gr.Progress()):
 
 
 @friendly
+@zerogpu.gpu("sample")
 def live_samples(checkpoint, count, temperature, seed, digit_choice):
     """The grid's draws for the page to re-decode as the temperature moves (live_grid.js), after /sample."""
     checkpoint = need(checkpoint)
@@ -183,6 +184,7 @@ def live_samples(checkpoint, count, temperature, seed, digit_choice):
 
 
 @friendly
+@zerogpu.gpu("traverse")
 def live_traverse(checkpoint, image=None, index=0, dims=None, span=3.0):
     """A digit's code and the σ of each dimension for the page's sliders (live_grid.js), after /traverse:
     the chosen dimensions, or the 16 most used, in the order the server's traversal uses."""
@@ -205,6 +207,7 @@ def live_traverse(checkpoint, image=None, index=0, dims=None, span=3.0):
 
 
 @friendly
+@zerogpu.gpu("interpolate")
 def live_interpolate(checkpoint, start_image=None, end_image=None, start_index=1, end_index=7):
     """The two end codes for the page's scrubber along the lerp and slerp paths (live_grid.js), after
     /interpolate (whose rule, and label for a cvae, they come from)."""
@@ -222,6 +225,7 @@ def live_interpolate(checkpoint, start_image=None, end_image=None, start_index=1
     return {"live": json.dumps(payload, separators=(",", ":"))}
 
 
+@zerogpu.gpu("sample")
 def decode_codes(request: Any) -> list[list[float]]:
     """The live widgets' fallback where the page cannot decode: ``{"checkpoint", "z": rows of D numbers,
     "labels"}`` → one row of 784 probabilities (rounded to 1/1000) per code. (A gr.HTML server function
