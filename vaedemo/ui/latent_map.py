@@ -124,7 +124,7 @@ def map_payload(lm: inference.LatentMap, here_xy: tuple[float, float] | None,
         "compare": compare,
         "sprite": {"url": f"{STATIC_ROUTE}/digits.png", "cols": SPRITE_COLS, "size": 28},
         "marker_size": 6 if lm.n <= 2000 else 5 if lm.n <= 5000 else 4,
-        "caption": caption,
+        "caption": caption + (" The panel beside the map shows the digit under the pointer." if live else ""),
         "live": live,
     }
     return json.dumps(payload, separators=(",", ":"))
