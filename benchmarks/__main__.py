@@ -30,7 +30,7 @@ def machine() -> dict:
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-SECTIONS = ("train", "maps", "latency")
+SECTIONS = ("train", "maps", "latency", "browser")
 
 
 def run_all(quick: bool, only: list[str] | None = None, parity: bool = True) -> dict:
@@ -55,6 +55,11 @@ def run_all(quick: bool, only: list[str] | None = None, parity: bool = True) -> 
         with tempfile.TemporaryDirectory() as tmp:
             results["latency"] = latency.run(repeats=3 if quick else 50, tmpdir=tmp,
                                              memory_requests=8 if quick else 200)
+    if "browser" in only:
+        from . import browser_decode, browser_latency
+
+        with tempfile.TemporaryDirectory() as tmp:
+            results["browser"] = {**browser_latency.run(quick, tmp), "decode": browser_decode.run(quick)}
     return results
 
 

@@ -146,7 +146,7 @@ def render(results: dict) -> list[str]:
     """Markdown lines: one row per model, the targets in the header."""
     t = TARGETS
     lines = [
-        "## Decoding in the browser",
+        "### Decoding in the browser",
         "",
         f"Headless Chromium on the launched app, onnxruntime-web WASM, {results['threads']} thread; "
         f"{results['repeats']} timed calls each, timed inside the page. Targets: first use ≤ {t['first_use_s']:g} s, "

@@ -16,9 +16,9 @@ def build():
     import gradio as gr
 
     with gr.Blocks(analytics_enabled=False) as demo:
-        image = gr.Image(type="numpy", label="in")
-        out = gr.Image(type="numpy", label="out")
-        image.change(lambda a: a, image, out, api_name="floor")  # queued, as every Gradio event is by default
+        image = gr.Image(type="numpy", label="in", elem_id="floor-in")
+        out = gr.Image(type="numpy", label="out", elem_id="floor-out")
+        image.upload(lambda a: a, image, out, api_name="floor")  # queued, as every Gradio event is by default
     return demo
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import browser_decode
+
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
@@ -90,13 +92,15 @@ def render(r: dict, notes: str = "") -> str:
         "Every figure is a ratio against an anchor measured in the same run; absolute times drift on shared machines.",
         "",
     ]
-    ran = [name for name in ("training", "latency", "maps") if name in r]
-    if len(ran) < 3:
+    ran = [name for name in ("training", "latency", "browser", "maps") if name in r]
+    if len(ran) < 4:
         lines += [f"This run measured only: {', '.join(ran)} (`python -m benchmarks --only ...`).", ""]
     if "training" in r:
         lines += training_section(r["training"], r.get("profile"))
     if "latency" in r:
         lines += latency_section(r["latency"])
+    if "browser" in r:
+        lines += browser_section(r["browser"])
     if "maps" in r:
         lines += maps_section(r["maps"])
     if "latency" in r:
@@ -134,9 +138,29 @@ def latency_section(lat: dict) -> list[str]:
     return lines + [""]
 
 
+def browser_section(b: dict) -> list[str]:
+    up, tt = b["upload"], b["train_tab"]
+    return [
+        "## 3. In the browser (Debian's Chromium, headless, driven by Playwright)",
+        "",
+        "| what | p50 ms | p95 ms | anchor | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| Reconstruct: a picture chosen on Upload until its reconstruction is drawn | {up['app']['p50_ms']:.0f} | "
+        f"{up['app']['p95_ms']:.0f} | the floor's page, same pictures: p50 {up['floor']['p50_ms']:.0f} ms "
+        f"({up['vs_floor_p50']:.2f}×) | p50 ≤ 250 ms — {_verdict(up['app']['p50_ms'] <= 250)} |",
+        "",
+        f"Training with the Train tab open (its curves, previews and live map streaming to the page) against the "
+        f"CLI training the same model (vae, latent 2, batch 128, the tab's defaults) for {tt['epochs']} epochs, "
+        f"the best of {tt['rounds']} interleaved runs each: {tt['tab_samples_per_s']:,.0f} against "
+        f"{tt['cli_samples_per_s']:,.0f} samples/s, {_pct(tt['ratio'])} "
+        f"(target ≥ 90% — {_verdict(tt['ratio'] >= 0.9)}).",
+        "",
+    ] + (browser_decode.render(b["decode"]) if "decode" in b else [])
+
+
 def maps_section(mp: dict) -> list[str]:
     return [
-        "## 3. Latent map, uncached (10,000 digits, vae-mnist codes)",
+        "## 4. Latent map, uncached (10,000 digits, vae-mnist codes)",
         "",
         f"- PCA: {1000 * mp['pca_s']:.0f} ms.",
         f"- t-SNE as the app runs it (PCA-50 first, max_iter {mp['tsne_app_max_iter']}): {mp['tsne_app_s']:.1f} s; "
@@ -157,12 +181,12 @@ def maps_section(mp: dict) -> list[str]:
 
 def memory_section(lat: dict) -> list[str]:
     return [
-        "## 4. Cold start",
+        "## 5. Cold start",
         "",
         f"`python app.py` to the first successful `/health`: {lat['cold_start_s']:.1f} s "
         f"(target ≤ 8 s — {_verdict(lat['cold_start_s'] <= 8)}).",
         "",
-        "## 5. Memory",
+        "## 6. Memory",
         "",
         f"App RSS at rest {lat['memory']['rest_mb']:.0f} MB, after {lat['memory']['requests']} mixed requests "
         f"{lat['memory']['after_mb']:.0f} MB: growth {100 * lat['memory']['growth']:+.1f}% "

@@ -35,17 +35,17 @@ def test_report_groups_profiler_ops():
 
 
 @pytest.mark.slow
-def test_training_benchmark_runs_alone_and_renders(monkeypatch):
+def test_only_the_sections_asked_for_run_and_render(monkeypatch):
     monkeypatch.setenv("VAEDEMO_DEVICE", "cpu")
+    monkeypatch.setenv("VAEDEMO_CHECKPOINT_DIR", str(SHIPPED))
     from benchmarks.__main__ import run_all
     from benchmarks.report import render
 
-    results = run_all(quick=True, only=["train"], parity=False)
-    _check_training(results)
-    assert "latency" not in results and "maps" not in results
+    results = run_all(quick=True, only=["maps"])
+    assert "training" not in results and "latency" not in results and results["maps"]["n"] == 300
     text = render(results)
-    assert "## 1. Training throughput" in text and "| vae |" in text and "Parity runs skipped" in text
-    assert "## 2." not in text and "Where a step's time goes" in text
+    assert "This run measured only: maps" in text and "## 4. Latent map" in text and "UMAP as the app runs it" in text
+    assert "## 1." not in text and "## 2." not in text and "## 3." not in text
 
 
 @pytest.mark.slow
@@ -63,6 +63,11 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     endpoints = ("floor", "/health", "/reconstruct", "/sample", "/interpolate", "/latent_map")
     assert all(lat[name]["p50_ms"] > 0 for name in endpoints)
     assert all(lat[name]["vs_floor_p50"] > 0 for name in endpoints[1:])
+    browser = results["browser"]
+    assert browser["upload"]["app"]["p50_ms"] > 0 and browser["upload"]["vs_floor_p50"] > 0
+    assert browser["train_tab"]["tab_samples_per_s"] > 0 and browser["train_tab"]["ratio"] > 0
     text = render(results)
-    assert "## 1. Training throughput" in text and "## 5. Memory" in text and "| vae |" in text
-    assert "Quality parity" in text and "p50 ÷ floor p50" in text
+    assert "## 1. Training throughput" in text and "## 6. Memory" in text and "| vae |" in text
+    assert "## 3. In the browser" in text and "Train tab open" in text and "### Decoding in the browser" in text
+    assert browser["decode"]["models"]["vae-mnist"]["decode_one_p95_ms"] > 0
+    assert "Quality parity" in text and "p50 ÷ floor p50" in text and "Where a step's time goes" in text
