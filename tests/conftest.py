@@ -30,6 +30,18 @@ APP_ENV = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quick_tsne():
+    """The app runs t-SNE with 600 iterations (about 40 s for 10,000 codes here, once per model); the tests
+    check what a map does, not how far t-SNE converges (benchmarks/maps.py measures that), so they run it with
+    the fewest iterations scikit-learn allows."""
+    from vaedemo.inference import maps
+
+    saved, maps.TSNE_MAX_ITER = maps.TSNE_MAX_ITER, 250
+    yield
+    maps.TSNE_MAX_ITER = saved
+
+
 @pytest.fixture(scope="session")
 def app_env(tmp_path_factory):
     """Environment for the app (restored at the end) and a checkpoint folder with three tiny models."""

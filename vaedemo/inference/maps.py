@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 METHODS = ("pca", "tsne", "umap")
 MIN_MAP_SIZE = 20
 # With Barnes-Hut angle 0.8 (projections.TSNEProjection), 600 iterations map 10,000 codes in about 0.4x
-# the time of scikit-learn's defaults and keep nearly as many 10-NN neighbours (BENCHMARKS.md, section 3).
+# the time of scikit-learn's defaults and keep nearly as many 10-NN neighbours (BENCHMARKS.md, the latent map section).
 TSNE_MAX_ITER = 600
 MAP_FORMAT = 2  # 2: keyed by the weights' content hash, not their mtime
 MAX_MAPS = 24  # full maps kept in memory (three per checkpoint)

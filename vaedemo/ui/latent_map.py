@@ -22,6 +22,7 @@ from .components import NumberSlider, checkpoint_dropdown, out_image
 from .shared import (
     NONE_CHOICE,
     SPRITE_COLS,
+    STATIC_ROUTE,
     Outputs,
     digit,
     event_data,
@@ -33,7 +34,6 @@ from .shared import (
 )
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
-STATIC_ROUTE = "vaedemo-static"  # relative URLs, so the app also works under a proxy's sub-path
 MAP_DEFAULT_N = 5000
 LIVE_HEAD = f'<script src="{STATIC_ROUTE}/ort/ort.wasm.min.js"></script>'  # onnxruntime-web, for live_decode.js
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
