@@ -9,7 +9,9 @@ Each variant is one step as ``training.train`` runs it (batch 128), changed in o
 - ``slices``: batches as slices of a per-epoch shuffled copy instead of gathered by index (copy included);
 - ``compile``: ``torch.compile`` of the forward and loss (inductor, default mode; compile time reported apart).
 
-Other processes share the cores, so each figure is the best of many short interleaved bursts.
+Other processes share the cores, so each figure is the best of many short interleaved bursts;
+``--threads 1 --cpu-clock`` times one thread's CPU time instead of the wall clock, which a busy
+machine disturbs much less (the figures are then one core's, not the two-thread engine's).
 Not part of ``make bench`` (compiling takes a while); its findings are in benchmarks/notes.md.
 """
 
@@ -73,7 +75,7 @@ def make_step(kind: str, precision: str, variant: str, x: torch.Tensor, batch: i
 
 
 def run(kinds=("vae", "ae", "conv-vae"), precisions=("fp32", "bf16"), variants=VARIANTS, bursts: int = 12,
-        burst_steps: int = 10) -> dict:
+        burst_steps: int = 10, clock=time.perf_counter) -> dict:
     x = to_unit_float(mnist10k().x_train)
     steps, warm = {}, {}
     for kind in kinds:
@@ -92,10 +94,10 @@ def run(kinds=("vae", "ae", "conv-vae"), precisions=("fp32", "bf16"), variants=V
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(bursts):
         for key, step in steps.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(burst_steps):
                 step()
-            best[key] = min(best[key], (time.perf_counter() - start) / burst_steps)
+            best[key] = min(best[key], (clock() - start) / burst_steps)
     out = {}
     for (kind, p, v), seconds in best.items():
         base = best[(kind, p, "engine")]
@@ -110,8 +112,14 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--bursts", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--cpu-clock", action="store_true", help="time the main thread's CPU time (use with --threads 1)")
     args = ap.parse_args()
-    res = run(args.kinds.split(","), args.precisions.split(","), args.variants.split(","), bursts=args.bursts)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run(args.kinds.split(","), args.precisions.split(","), args.variants.split(","), bursts=args.bursts,
+              clock=time.thread_time if args.cpu_clock else time.perf_counter)
+    print(f"torch threads: {torch.get_num_threads()}, clock: {'thread CPU time' if args.cpu_clock else 'wall'}")
     print("| model / precision / variant | ms per step | ÷ engine | first 3 steps (s) |")
     print("| --- | --- | --- | --- |")
     for name, r in res.items():
