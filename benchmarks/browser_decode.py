@@ -21,7 +21,7 @@ from .app_server import launched_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-MODELS = ["ae-mnist", "vae-mnist", "vae-mnist-2d", "cvae-mnist", "conv-vae-mnist"]
+MODELS = ["ae-mnist", "vae-mnist", "vae-mnist-2d", "cvae-mnist", "conv-vae-mnist", "gan-mnist"]
 TARGETS = {"decode_one_p95_ms": 5.0, "hover_frame_p95_ms": 16.0, "decode_64_p95_ms": 50.0, "first_use_s": 1.0}
 
 TIMED = """async ([model, inverses, repeats]) => {
