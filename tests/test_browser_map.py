@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/ (git-ignored) to be looked at.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.test_browser import open_app
@@ -99,6 +100,23 @@ def test_a_lasso_shows_its_digits_and_the_slider_moves_a_digit(page, artifacts):
         " return el && el.getAttribute('src') !== old; }",
         arg=before)
     assert "-3" in page.inner_text("#map-att-one") or "−3" in page.inner_text("#map-att-one")
+
+    # the same digit under a live slider, decoded in the browser while it moves: what the server decodes
+    from tests.test_browser_live import TOLERANCE, _drag, _requests
+    from vaedemo import inference
+
+    page.wait_for_function("() => +(document.querySelector('#map-att-live .lv-root').dataset.count || 0) > 0")
+    sent = _requests(page)
+    seen = _drag(page, page.locator("#map-att-live input.lv-slider"), [0.1, 0.9], "#map-att-live")
+    assert not sent, f"dragging sent {len(sent)} requests"
+    assert all(s["by"] == "browser" for s in seen)
+    images = [np.asarray(s["probs"]).reshape(28, 28) for s in seen]
+    assert np.abs(images[0] - images[1]).mean() > 1e-3
+    checkpoint = page.locator("#map-checkpoint input").input_value().split(" ")[0]
+    vector = inference.attribute_vector(checkpoint, a, b)
+    for s, image in zip(seen, images):
+        expected = inference.apply_attribute(checkpoint, 3, vector, [s["value"]]).images[0]
+        assert np.abs(image - expected).max() <= TOLERANCE, s["value"]
     page.locator("#map-att-note").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "map-selection.png"), full_page=True)
     page.locator("#latent-map .lm-slot[value=a]").check()

@@ -256,3 +256,18 @@ def test_the_map_tab_colours_by_a_figure_and_draws_a_compared_map():
     assert moved["strip"].size[0] > 3 * 28 * 3 and "Strengths, left to right: -1, +0, +1." in moved["note"]
     with pytest.raises(gr.Error, match="first selection is empty"):
         map_tools.attribute("tiny-vae2", "", "", None, 7)
+    # what the page gets for its live strength slider: the digit's code and the direction, the server's own
+    import base64
+
+    live = json.loads(map_tools.live_attribute("tiny-vae2", "1, 2, 3, 4", "", None, 7)["live"])
+    code = np.frombuffer(base64.b64decode(live["code"]), "<f4")
+    direction = np.frombuffer(base64.b64decode(live["direction"]), "<f4")
+    vector = inference.attribute_vector("tiny-vae2", "1, 2, 3, 4", "")
+    assert live["kind"] == "attribute" and live["model"]["latent_dim"] == len(code) == 2
+    np.testing.assert_allclose(direction, vector.direction, rtol=1e-6)
+    from vaedemo.inference import browser
+
+    for s in (-2.0, 1.5):
+        moved = inference.apply_attribute("tiny-vae2", 7, vector, [s]).images[0]
+        decoded = browser.decode_codes("tiny-vae2", (code.astype(np.float64) + s * direction)[None], None)[0]
+        assert np.abs(decoded.reshape(28, 28) - moved).max() < 1e-5, s

@@ -179,19 +179,26 @@ class Attributed:
     label_used: int | None = None
 
 
-def apply_attribute(checkpoint: str, image: Any, vector: AttributeVector, strengths: Any = None,
-                    label: int | None = None) -> Attributed:
-    """Decode z(image) + s·Δ for each strength s; ``image`` is a digit number (0-9999) or a picture."""
+def attribute_start(checkpoint: str, image: Any, vector: AttributeVector,
+                    label: int | None = None) -> tuple[np.ndarray, int | None]:
+    """The code an attribute vector moves: z(image) as float64 (D,), and the label a CVAE used for it."""
     model = STORE.get(checkpoint)
     if len(vector.direction) != model.latent_dim:
         raise ValueError("This attribute vector was made with another model; build it again for this one.")
-    s = check_strengths(strengths)
     x = digit_input(int(image)) if isinstance(image, (int, np.integer)) and not isinstance(image, bool) \
         else as_digit(image)
     label = resolve_label(model, label, x)
     mu, _ = encode(model, x[None], label)
-    z = mu.astype(np.float64) + s[:, None] * vector.direction[None]  # (S, D)
-    return Attributed(decode(model, z, label), s, vector, label)
+    return mu[0].astype(np.float64), label
+
+
+def apply_attribute(checkpoint: str, image: Any, vector: AttributeVector, strengths: Any = None,
+                    label: int | None = None) -> Attributed:
+    """Decode z(image) + s·Δ for each strength s; ``image`` is a digit number (0-9999) or a picture."""
+    s = check_strengths(strengths)
+    z0, label = attribute_start(checkpoint, image, vector, label)
+    z = z0[None] + s[:, None] * vector.direction[None]  # (S, D)
+    return Attributed(decode(STORE.get(checkpoint), z, label), s, vector, label)
 
 
 def attribute(checkpoint: str, a: Any, b: Any, image: Any, strengths: Any = None) -> Attributed:

@@ -5,7 +5,9 @@
 // - kind 'traverse': one slider per latent dimension (most used first, up to 16) around a digit's code,
 //   re-decoded while a slider is dragged;
 // - kind 'interpolate': a scrubber t in [0, 1] along the straight (lerp) and the spherical (slerp) path between
-//   two codes, both decoded at t (explore.py's slerp, mirrored).
+//   two codes, both decoded at t (explore.py's slerp, mirrored);
+// - kind 'attribute' (Latent map): a strength slider s in [-3, 3] moving a digit's code along an attribute vector,
+//   z = code + s * direction (inference/selection.py apply_attribute), re-decoded while it is dragged.
 // props.value is the JSON payload from vaedemo/ui/sample.py. Decoding runs in the browser (onnxruntime-web);
 // where it cannot, the server's decode_codes answers, and the widget says so once.
 
@@ -57,6 +59,12 @@ function currentCodes() {
     }
     const lab = p.label === null ? null : [p.label, p.label];
     return { z: z, n: 2, labels: lab, what: 't = ' + t.toFixed(2) + ': lerp (left), slerp (right)' };
+  }
+  if (p.kind === 'attribute') {
+    const s = parseFloat(sliderBox.querySelector('input[type=range]').value);
+    const z = new Float32Array(D);
+    for (let d = 0; d < D; d++) z[d] = p.code[d] + s * p.direction[d];
+    return { z: z, n: 1, labels: p.label === null ? null : [p.label], what: 'strength ' + (s > 0 ? '+' : '') + s.toFixed(2) };
   }
   const z = Float32Array.from(p.code);
   const parts = [];
@@ -154,6 +162,10 @@ function buildSliders() {
     addSlider('t', 0, 1, -1, v => v.toFixed(2));
     return;
   }
+  if (p.kind === 'attribute') {
+    addSlider('strength', -3, 3, -1, v => (v > 0 ? '+' : '') + v.toFixed(2));
+    return;
+  }
   if (p.kind !== 'traverse') return;
   for (const d of p.dims) {
     const s = addSlider('z' + d, -p.span, p.span, d, v => v.toFixed(2) + 'σ');
@@ -177,6 +189,8 @@ function setup() {
     q.centre = L.f32(q.centre); q.offset = L.f32(q.offset);
   } else if (q.kind === 'interpolate') {
     q.ends = L.f32(q.ends);
+  } else if (q.kind === 'attribute') {
+    q.code = L.f32(q.code); q.direction = L.f32(q.direction);
   } else {
     q.code = L.f32(q.code); q.unit = L.f32(q.unit);
   }
@@ -186,6 +200,7 @@ function setup() {
   title.textContent = q.kind === 'samples'
     ? 'Live: move the Temperature slider and these draws re-decode as it moves'
     : q.kind === 'interpolate' ? 'Live: scrub along both paths, lerp (left) and slerp (right)'
+      : q.kind === 'attribute' ? 'Live: drag the strength and the digit moves along A − B as you drag'
       : 'Live: drag a slider to move that dimension (±' + q.span + 'σ); double-click one to reset it';
   buildSliders();
   hookTemperature();

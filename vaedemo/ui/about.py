@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import __version__, inference, jobs
-from .latent_map import read_static
+from .shared import read_static
 
 
 def health() -> dict:

@@ -3,11 +3,9 @@ colour by a per-digit figure, a second model's map linked beside it, and selecti
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,6 +17,7 @@ from ..inference import browser
 from ..validation import whole, within
 from . import map_tools
 from .components import NumberSlider, checkpoint_dropdown, out_image
+from .live import LIVE_HEAD, b64_array
 from .shared import (
     NONE_CHOICE,
     SPRITE_COLS,
@@ -29,13 +28,12 @@ from .shared import (
     friendly,
     info,
     need,
+    read_static,
     refresh_checkpoint,
     refresh_compare,
 )
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 MAP_DEFAULT_N = 5000
-LIVE_HEAD = f'<script src="{STATIC_ROUTE}/ort/ort.wasm.min.js"></script>'  # onnxruntime-web, for live_decode.js
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 COLOUR_CHOICES = [("Label (digit class)", "label"), ("Reconstruction error", "error"), ("−ELBO", "neg_elbo"),
                   ("KL(q(z|x) ‖ p(z))", "kl"), ("Classifier's confidence", "confidence")]
@@ -72,12 +70,6 @@ def _map_part(lm: inference.LatentMap, values: np.ndarray | None, colour: str) -
         "values": _significant(values) if values is not None else None,
         "colour_title": inference.COLOUR_BY[colour] if values is not None else None,
     }
-
-
-def b64_array(values: np.ndarray) -> str:
-    """An array's bytes, little-endian, as base64 (what live_decode.js reads with f32 / f16 / bytes)."""
-    values = np.asarray(values)
-    return base64.b64encode(np.ascontiguousarray(values.astype(values.dtype.newbyteorder("<"))).tobytes()).decode()
 
 
 def live_part(lm: inference.LatentMap) -> dict | None:
@@ -287,10 +279,6 @@ def decode_place(place: Any) -> list[float]:
     except ValueError as e:
         raise gr.Error(str(e)) from None
     return np.round(p.image.astype(np.float64).reshape(-1), 3).tolist()
-
-
-def read_static(name: str) -> str:
-    return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
 @dataclass

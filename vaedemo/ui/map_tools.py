@@ -3,6 +3,7 @@ along the attribute vector mean(A) − mean(B) (``/attribute``)."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,10 @@ import gradio as gr
 import numpy as np
 
 from .. import exports, inference, zerogpu
+from ..inference import browser
 from ..validation import choice, whole
 from .components import DigitImage, NumberBox, NumberSlider, out_image, strip_image
+from .live import b64_array, live_widget
 from .shared import Outputs, digit, event_data, export_path, friendly, here_digit, need
 
 GRID_MAX = 200  # digits drawn in a selection's grid; the downloads hold all of them
@@ -101,6 +104,25 @@ def attribute_at(checkpoint, selection_a, selection_b, image, index, strength):
     return {"one": gr.update(value=digit(moved.images[0], 6), label=f"Strength {moved.strengths[0]:+g}")}
 
 
+@friendly
+@zerogpu.gpu("latent_map")
+def live_attribute(checkpoint, selection_a, selection_b, image, index):
+    """The digit's code and the direction for the page's live strength slider (live_grid.js), after /attribute:
+    z + s·Δ decoded in the browser while the slider moves."""
+    checkpoint = need(checkpoint)
+    vector = inference.attribute_vector(checkpoint, selection_a, selection_b)
+    code, label = inference.attribute_start(checkpoint, _digit(image, index), vector)
+    payload = {
+        "kind": "attribute",
+        "checkpoint": checkpoint,
+        "model": browser.browser_model(checkpoint),
+        "code": b64_array(code.astype(np.float32)),
+        "direction": b64_array(vector.direction.astype(np.float32)),
+        "label": label,
+    }
+    return {"live": json.dumps(payload, separators=(",", ":"))}
+
+
 @dataclass
 class Tools:
     checkpoint: gr.Dropdown
@@ -112,6 +134,7 @@ class Tools:
     attribute_out: Outputs
     one: Outputs
     slider: Any
+    live: Outputs
     att_go: gr.Button
     use_here: gr.Button
     att_img: Any
@@ -157,10 +180,12 @@ def render(checkpoint: gr.Dropdown, lmap: gr.HTML, here: gr.State) -> Tools:
                 slider = NumberSlider(-3, 3, value=1.0, step=0.25, label="Strength", elem_id="map-att-strength",
                                       info="0 is the digit itself; +1 adds the whole gap from B's mean to A's.")
                 one = out_image("At the slider's strength", "map-att-one", height=200)
+            live = live_widget("map-att-live")  # the same, decoded in the browser while the slider moves
     selections = Outputs(**parts)
     return Tools(checkpoint, lmap, here, selections, {s: parts[f"text_{s}"] for s in SLOTS},
                  [checkpoint, parts["text_a"], parts["text_b"], att_img, att_idx, strengths],
-                 Outputs(strip=strip, note=att_note), Outputs(one=one), slider, att_go, use_here, att_img)
+                 Outputs(strip=strip, note=att_note), Outputs(one=one), slider, Outputs(live=live), att_go, use_here,
+                 att_img)
 
 
 def wire(t: Tools, shown: gr.State) -> None:
@@ -171,9 +196,11 @@ def wire(t: Tools, shown: gr.State) -> None:
         panel = t.selections.only(*(f"{part}_{slot}" for part in ("text", "grid", "sum", "png", "csv")))
         t.texts[slot].submit(panel.bind(_typed(slot)), [shown, t.texts[slot]], list(panel), **private)
     one_inputs = [*t.attribute_inputs[:5], t.slider]
-    t.att_go.click(t.attribute_out.bind(attribute), t.attribute_inputs, list(t.attribute_out),
-                   api_name="attribute").then(t.one.bind(attribute_at), one_inputs, list(t.one),
-                                              show_progress="hidden", **private)
+    applied = t.att_go.click(t.attribute_out.bind(attribute), t.attribute_inputs, list(t.attribute_out),
+                             api_name="attribute")
+    applied.then(t.one.bind(attribute_at), one_inputs, list(t.one), show_progress="hidden", **private)
+    applied.success(t.live.bind(live_attribute), t.attribute_inputs[:5], list(t.live), show_progress="hidden",
+                    **private)
     t.slider.change(t.one.bind(attribute_at), one_inputs, list(t.one), trigger_mode="always_last",
                     show_progress="hidden", **private)
     t.use_here.click(here_digit, t.here, t.att_img, **private)

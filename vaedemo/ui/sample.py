@@ -14,7 +14,7 @@ from .. import exports, inference, plots, zerogpu
 from ..inference import browser
 from ..validation import number, whole, within
 from .components import NumberBox, NumberSlider, checkpoint_dropdown, digit_picker, out_image, strip_image
-from .latent_map import LIVE_HEAD, b64_array, read_static
+from .live import b64_array, live_widget
 from .shared import Outputs, export_path, friendly, here_digit, info, need, refresh_checkpoint, strip
 
 LIVE_DIMS = 16  # traversal sliders shown at most, most used first
@@ -223,37 +223,6 @@ def live_interpolate(checkpoint, start_image=None, end_image=None, start_index=1
         "label": it.label_used,
     }
     return {"live": json.dumps(payload, separators=(",", ":"))}
-
-
-@zerogpu.gpu("sample")
-def decode_codes(request: Any) -> list[list[float]]:
-    """The live widgets' fallback where the page cannot decode: ``{"checkpoint", "z": rows of D numbers,
-    "labels"}`` → one row of 784 probabilities (rounded to 1/1000) per code. (A gr.HTML server function
-    takes one argument.)"""
-    request = request if isinstance(request, dict) else {}
-    try:
-        z = np.asarray(request.get("z"), np.float64)
-        if z.ndim != 2 or not 1 <= len(z) <= inference.sampling.MAX_SAMPLES:
-            raise ValueError("Send between 1 and 256 codes.")
-        labels = request.get("labels")
-        images = browser.decode_codes(need(request.get("checkpoint")), z, labels)
-    except (ValueError, TypeError) as e:
-        raise gr.Error(str(e)) from None
-    return np.round(images.reshape(len(images), -1).astype(np.float64), 3).tolist()
-
-
-def live_widget(elem_id: str) -> gr.HTML:
-    """A live decoding widget (live_grid.html / .js): the Sample grid's temperature, or traversal sliders."""
-    return gr.HTML(
-        value=None,
-        html_template=read_static("live_grid.html"),
-        css_template=read_static("live_grid.css"),
-        js_on_load=read_static("live_decode.js") + read_static("live_grid.js"),
-        head=LIVE_HEAD,
-        elem_id=elem_id,
-        apply_default_css=False,
-        server_functions=[decode_codes],
-    )
 
 
 @dataclass

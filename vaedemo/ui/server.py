@@ -21,8 +21,7 @@ from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from ..inference import browser
 from .app import CSS, PAGE_JS, build_demo
 from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_sessions, share_the_queue
-from .latent_map import STATIC_DIR
-from .shared import STATIC_ROUTE, sprite_png, sweep_exports
+from .shared import STATIC_DIR, STATIC_ROUTE, sprite_png, sweep_exports
 
 log = logging.getLogger(__name__)
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DIGIT_SCALE = 8  # 28 px → 224 px on screen, nearest-neighbour
 SPRITE_COLS = 100  # the digit sprite is 100 × 100 tiles of 28 px
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # the page's HTML, CSS, JS and texts
 STATIC_ROUTE = "vaedemo-static"  # the page's own files (server.py); relative, so the app also works under a sub-path
 NONE_CHOICE = ("— none —", "")
 EXPORT_DIR = Path(tempfile.gettempdir()) / "vaedemo-downloads"
@@ -178,6 +179,10 @@ def here_digit(here: Any) -> Image.Image:
 
 def bundled_thumb(index: int, scale: int = 3) -> Image.Image:
     return digit(inference.bundled()[0][index].astype(np.float32) / 255.0, scale)
+
+
+def read_static(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
 def sprite_thumbs(items: list[tuple[int, str]], scale: int = 3) -> str:

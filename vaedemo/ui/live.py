@@ -1,0 +1,55 @@
+"""Live decoding widgets: the pieces every tab's in-browser decoding shares (live_decode.js runs the models with
+onnxruntime-web; live_grid.js draws a grid or a digit under sliders), and the server's decode they fall back to."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from .. import inference, zerogpu
+from ..inference import browser
+from .shared import STATIC_ROUTE, need, read_static
+
+LIVE_HEAD = f'<script src="{STATIC_ROUTE}/ort/ort.wasm.min.js"></script>'  # onnxruntime-web, for live_decode.js
+
+
+def b64_array(values: np.ndarray) -> str:
+    """An array's bytes, little-endian, as base64 (what live_decode.js reads with f32 / f16 / bytes)."""
+    values = np.asarray(values)
+    return base64.b64encode(np.ascontiguousarray(values.astype(values.dtype.newbyteorder("<"))).tobytes()).decode()
+
+
+@zerogpu.gpu("sample")
+def decode_codes(request: Any) -> list[list[float]]:
+    """The live widgets' fallback where the page cannot decode: ``{"checkpoint", "z": rows of D numbers,
+    "labels"}`` → one row of 784 probabilities (rounded to 1/1000) per code. (A gr.HTML server function
+    takes one argument.)"""
+    request = request if isinstance(request, dict) else {}
+    try:
+        z = np.asarray(request.get("z"), np.float64)
+        if z.ndim != 2 or not 1 <= len(z) <= inference.sampling.MAX_SAMPLES:
+            raise ValueError("Send between 1 and 256 codes.")
+        labels = request.get("labels")
+        images = browser.decode_codes(need(request.get("checkpoint")), z, labels)
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e)) from None
+    return np.round(images.reshape(len(images), -1).astype(np.float64), 3).tolist()
+
+
+def live_widget(elem_id: str) -> gr.HTML:
+    """A live decoding widget (live_grid.html / .js): the Sample grid's temperature, or traversal sliders."""
+    return gr.HTML(
+        value=None,
+        html_template=read_static("live_grid.html"),
+        css_template=read_static("live_grid.css"),
+        js_on_load=read_static("live_decode.js") + read_static("live_grid.js"),
+        head=LIVE_HEAD,
+        elem_id=elem_id,
+        apply_default_css=False,
+        server_functions=[decode_codes],
+    )
+
+
