@@ -150,6 +150,27 @@ def test_every_endpoint_works_for_your_model(client, digit_png):
     assert Image.open(strip).format == "PNG" and "Strengths, left to right: -3, +0, +3." in note
 
 
+def test_your_model_decodes_in_the_browser_from_the_apps_own_route(registered, app_url):
+    """It exports, so the page can run it: its decoder.onnx, made in memory, is served from the app's route like a
+    checkpoint's and computes what the module's own decode computes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from vaedemo.inference import STORE, browser
+
+    about = browser.browser_model("mine")
+    assert about["latent_dim"] == 6 and about["encoder"] and not about["conditional"]
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        sent = http.get(f"vaedemo-static/onnx/mine/decoder.onnx?v={about['version']}")
+    assert sent.status_code == 200
+    session = ort.InferenceSession(sent.content, providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    (probs,) = session.run(None, {"z": z})
+    with torch.no_grad():
+        expected = STORE.get("mine").decode(torch.from_numpy(z)).numpy()
+    assert probs.shape == (5, 1, 28, 28) and np.abs(probs - expected).max() <= 1e-4
+
+
 def test_your_models_maps_stay_in_memory(registered, app_env):
     from vaedemo.inference import full_map
 
