@@ -21,10 +21,8 @@ from PIL import Image
 from vaedemo.data import bundled_digits
 
 from .app_server import launched_app, launched_floor
+from .browser_decode import ARGS, CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
 # The Train tab's defaults (vaedemo/ui/train.py), which the CLI run repeats.
 TRAIN_CLI = ["--model", "vae", "--latent-dim", "2", "--batch-size", "128", "--lr", "0.001"]
 NEW_PICTURE = """([sel, old]) => { const el = document.querySelector(sel);
@@ -47,20 +45,20 @@ def _percentiles(times: list[float]) -> dict:
             "n": len(times)}
 
 
-def _upload_times(page, upload: str, shown: str, pngs: list[str], repeats: int) -> list[float]:
-    """Seconds from handing the file input a picture to the answer's picture loaded and drawn."""
+def _upload_times(page, upload: str, shown: str, pngs: list[str], repeats: int, start: int = 0) -> list[float]:
+    """Seconds from handing the file input a picture to the answer's picture loaded and drawn, for each of
+    ``repeats`` pictures (``start`` picks the first)."""
     times = []
-    for i in range(repeats + 1):
+    for i in range(start, start + repeats):
         clear = page.locator(f"{upload} button[aria-label='Clear']")
         if clear.count():
             clear.first.click()
             page.wait_for_selector(f"{upload} input[type=file]", state="attached")
         before = page.get_attribute(shown, "src") if page.query_selector(shown) else None
-        start = time.perf_counter()
+        t0 = time.perf_counter()
         page.locator(f"{upload} input[type=file]").set_input_files(pngs[i % len(pngs)])
         page.wait_for_function(NEW_PICTURE, arg=[shown, before])
-        if i:  # the first one warms the path (model load, caches)
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - t0)
     return times
 
 
@@ -77,10 +75,13 @@ def upload_latency(repeats: int, tmpdir: Path) -> dict:
         floor = browser.new_page(viewport={"width": 1000, "height": 800})
         floor.goto(floor_url)
         floor.wait_for_selector("#floor-in input[type=file]", state="attached")
+        pages = {"app": (app, "#rec-upload", "#rec-output img"), "floor": (floor, "#floor-in", "#floor-out img")}
+        for args in pages.values():  # one upload each first, to warm the path (model load, caches)
+            _upload_times(*args, pngs, 1)
         times = {"app": [], "floor": []}
-        for _ in range(repeats):  # interleaved, so a disturbance falls on both alike
-            times["app"] += _upload_times(app, "#rec-upload", "#rec-output img", pngs, 1)
-            times["floor"] += _upload_times(floor, "#floor-in", "#floor-out img", pngs, 1)
+        for i in range(repeats):  # interleaved, so a disturbance falls on both alike
+            for name, args in pages.items():
+                times[name] += _upload_times(*args, pngs, 1, start=i + 1)
         browser.close()
     out = {name: _percentiles(ts) for name, ts in times.items()}
     out["vs_floor_p50"] = out["app"]["p50_ms"] / out["floor"]["p50_ms"]

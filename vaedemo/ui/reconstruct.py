@@ -156,9 +156,7 @@ def reconstruct_again(here, checkpoint, compare_with=""):
     if not checkpoint:
         return {}
     if here is None:
-        shown = view(inference.digit_input(example_indices()[0]), checkpoint, compare_with)
-        del shown["here"]  # still not "your digit"
-        return shown
+        return first_view(checkpoint, compare_with)
     return view(np.asarray(here, np.float32), checkpoint, compare_with)
 
 
@@ -173,11 +171,11 @@ def example_gallery() -> list[tuple[Image.Image, str]]:
     return [(bundled_thumb(i), str(labels[i])) for i in example_indices()]
 
 
-def first_view(checkpoint: str | None) -> dict:
+def first_view(checkpoint: str | None, compare_with: Any = "") -> dict:
     """What a new visitor sees before giving a digit: the first example reconstructed (not "their" digit)."""
     if not checkpoint:
         return {"scores": EMPTY_NOTE}
-    shown = view(inference.digit_input(example_indices()[0]), checkpoint, "")
+    shown = view(inference.digit_input(example_indices()[0]), checkpoint, compare_with)
     del shown["here"]  # an example is not "your digit": leave the state empty
     return shown
 
