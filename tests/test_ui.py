@@ -455,3 +455,25 @@ def test_about_puts_the_models_side_by_side_with_the_sentence_the_numbers_suppor
     en, ko = about.read_static("about_gan_en.md"), about.read_static("about_gan_ko.md")
     assert "discriminator** (판별자)" in en and "generator** (생성자)" in en
     assert all(word in ko for word in ("판별자", "생성자", "명시적", "암시적"))
+
+
+def test_the_train_tab_redraws_the_map_only_when_new_previews_come(ui):
+    """Each figure drawn while a run trains takes time from it: the same previews are not sent twice, the
+    curve comes with its first points, with every epoch's validation point and with the run's end."""
+    import numpy as np
+
+    J = ui.jobs
+    coords, labels = np.zeros((10, 2), np.float32), np.arange(10)
+    first = J.TrainUpdate("j", seq=1, steps=[(0.1, 200.0)])
+    mid = J.TrainUpdate("j", seq=2, steps=[(0.1, 200.0), (0.2, 190.0)])
+    epoch = J.TrainUpdate("j", seq=3, steps=mid.steps, history=[{"epoch": 1, "val_loss": 180.0}], epoch=1,
+                          map_coords=coords, map_labels=labels, previews_seq=3)
+    later = J.TrainUpdate("j", seq=4, steps=[*mid.steps, (1.1, 170.0)], history=epoch.history, epoch=1,
+                          map_coords=coords, map_labels=labels, previews_seq=3, message="Epoch 2 of 2")
+    done = J.TrainUpdate("j", seq=5, steps=later.steps, history=epoch.history, epoch=1, map_coords=coords,
+                         map_labels=labels, previews_seq=3, done=True, checkpoint="x", message="Finished")
+    views = [view for _, view in ui.train.changed_views(iter([first, mid, epoch, later, done]), curve_every_s=3600)]
+    assert ["loss" in v for v in views] == [True, False, True, False, True]
+    assert ["live" in v for v in views] == [False, False, True, False, False]
+    assert {trace.type for trace in views[2]["live"].data} == {"scatter"}  # SVG: no new GL context per redraw
+    assert all("progress" in v and "status" in v for v in views) and "Done" in views[-1]["status"]

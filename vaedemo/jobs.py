@@ -95,6 +95,7 @@ class TrainUpdate:
     error: str | None = None
     checkpoint: str | None = None  # set once the run is saved
     seq: int = 0  # increases with every update
+    previews_seq: int = 0  # the seq of the update that brought the current previews (0: none yet)
 
 
 PREVIEW_COUNT = 8
@@ -361,7 +362,7 @@ class TrainingManager:
                 changes["message"] += " · evaluating and saving…"
         # previews whenever training hands over its model (epoch ends; a GAN's reports too), at most once a second
         if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
-            changes.update(self._previews(job, p.model, data))
+            changes.update(self._previews(job, p.model, data), previews_seq=job.latest.seq + 1)
             job.previewed = time.monotonic()
         if job.stop.is_set():
             changes["message"] = "Stopping…"

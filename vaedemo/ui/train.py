@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
+import plotly.graph_objects as go
 
 from .. import exports, jobs, plots
 from ..data import DATASETS
@@ -27,6 +30,7 @@ PRECISION_CHOICES = [
     ("bf16 (mixed precision)", "bf16"),
 ]
 CONCURRENCY = 4  # training streams followed at once (one run trains; the others are told it is busy)
+CURVE_EVERY_S = 1.0  # the loss curve is redrawn at most this often while an epoch runs (each redraw costs the page)
 
 
 def duration(seconds: float) -> str:
@@ -54,13 +58,31 @@ def _auto_name(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def update_view(u: jobs.TrainUpdate) -> dict:
-    """One training update → what the tab shows (previews only when the update carries them)."""
+def _same_curve(a: jobs.TrainUpdate, b: jobs.TrainUpdate | None) -> bool:
+    """Whether two updates carry the same curve points (the job makes new lists whenever a point comes)."""
+    return b is not None and a.steps is b.steps and a.gan_steps is b.gan_steps and a.history is b.history
+
+
+def update_view(u: jobs.TrainUpdate, *, curve: bool = True, previews: bool = True) -> dict:
+    """One training update → what the tab shows: always the progress and status, the loss curve when
+    ``curve``, and the previews and live map when ``previews`` and the update carries them."""
     shown = {"progress": progress_html(u)}
-    if u.gan_steps:
+    if curve and u.gan_steps:
         shown["loss"] = plots.gan_losses(u.gan_steps)
-    elif u.history or u.steps:
+    elif curve and (u.history or u.steps):
         shown["loss"] = plots.loss_curves(u.history, steps=u.steps)
+    if previews:
+        shown.update(_preview_view(u))
+    shown["status"] = u.message
+    if u.error:
+        shown["status"] = f"**Training failed:** {u.error}"
+    elif u.done and u.checkpoint:
+        shown["status"] = f"**Done.** {u.message} It is now in every model list."
+    return shown
+
+
+def _preview_view(u: jobs.TrainUpdate) -> dict:
+    shown = {}
     if u.d_real is not None:
         shown["live"] = plots.score_histograms(u.d_real, u.d_fake)
     if u.preview_recon is not None:
@@ -72,15 +94,46 @@ def update_view(u: jobs.TrainUpdate) -> dict:
             else strip(u.prior_samples)
         )
     if u.map_coords is not None:
-        shown["live"] = plots.latent_scatter(
-            u.map_coords, u.map_labels, marker_size=5, title=f"Validation codes after epoch {u.epoch}"
+        shown["live"] = _svg(
+            plots.latent_scatter(
+                u.map_coords, u.map_labels, marker_size=5, title=f"Validation codes after epoch {u.epoch}"
+            )
         )
-    shown["status"] = u.message
-    if u.error:
-        shown["status"] = f"**Training failed:** {u.error}"
-    elif u.done and u.checkpoint:
-        shown["status"] = f"**Done.** {u.message} It is now in every model list."
     return shown
+
+
+def _svg(fig: go.Figure) -> go.Figure:
+    """The figure with its WebGL traces drawn as SVG: redrawn every second or so while a run trains, a WebGL
+    plot sets up a new GL context each time (in software where the browser has no GPU), an SVG one of 1,000
+    points does not."""
+    traces = [{**t.to_plotly_json(), "type": "scatter"} if t.type == "scattergl" else t for t in fig.data]
+    return go.Figure(data=traces, layout=fig.layout)
+
+
+def changed_views(
+    updates: Iterator[jobs.TrainUpdate], curve_every_s: float = CURVE_EVERY_S
+) -> Iterator[tuple[jobs.TrainUpdate, dict]]:
+    """Each update with what the page needs for it, built only where something changed: the training thread
+    shares this process, so every figure drawn here is time taken from it. The previews and the map go
+    when new ones came (the job makes them at most about once a second); the curve when it has new points,
+    at most once per ``curve_every_s`` but at once for an epoch's validation point and the run's end."""
+    drawn: jobs.TrainUpdate | None = None  # the update whose curve the page shows
+    drawn_at = -math.inf
+    previews_shown = 0
+    for u in updates:
+        now = time.monotonic()
+        has_curve = bool(u.steps or u.gan_steps or u.history)
+        epoch_point = drawn is None or len(u.history) != len(drawn.history)
+        curve = (
+            has_curve
+            and not _same_curve(u, drawn)
+            and (u.done or epoch_point or now - drawn_at >= curve_every_s)
+        )
+        if curve:
+            drawn, drawn_at = u, now
+        previews = u.previews_seq != previews_shown
+        previews_shown = u.previews_seq
+        yield u, update_view(u, curve=curve, previews=previews)
 
 
 @friendly
@@ -122,12 +175,12 @@ def _follow(job: str, name: str):
     yield {"progress": progress_html(None, "Starting…"), "status": f"Training **{name}**…", "job": job}
     finished = False
     try:
-        for u in jobs.TRAINER.events(job):
+        for u, view in changed_views(jobs.TRAINER.events(job)):
             if u.done:
                 finished = True
-                yield {**update_view(u), "job": None}
+                yield {**view, "job": None}
                 return
-            yield {**update_view(u), "job": job}
+            yield {**view, "job": job}
     finally:
         if not finished:  # the browser went away: free the server for someone else
             try:
@@ -308,6 +361,7 @@ def render(tab: gr.Tab, model_lists: list[gr.Dropdown]) -> TrainTab:
         list(out),
         api_name="train",
         concurrency_limit=CONCURRENCY,
+        show_progress="hidden",
     ).then(refresh_all, model_lists, model_lists, show_progress="hidden", **private)
     resume_btn.click(out.bind(resume), resume_choice, list(out), concurrency_limit=CONCURRENCY, **private).then(
         refresh_all, model_lists, model_lists, show_progress="hidden", **private
