@@ -459,7 +459,8 @@ def test_about_puts_the_models_side_by_side_with_the_sentence_the_numbers_suppor
 
 def test_the_train_tab_redraws_the_map_only_when_new_previews_come(ui):
     """Each figure drawn while a run trains takes time from it: the same previews are not sent twice, the
-    curve comes with its first points, with every epoch's validation point and with the run's end."""
+    curve comes with its first points and with every epoch's validation point, and the run's last update
+    carries the curve, the previews and the map again for an API client that reads only that one."""
     import numpy as np
 
     J = ui.jobs
@@ -474,6 +475,6 @@ def test_the_train_tab_redraws_the_map_only_when_new_previews_come(ui):
                          map_labels=labels, previews_seq=3, done=True, checkpoint="x", message="Finished")
     views = [view for _, view in ui.train.changed_views(iter([first, mid, epoch, later, done]), curve_every_s=3600)]
     assert ["loss" in v for v in views] == [True, False, True, False, True]
-    assert ["live" in v for v in views] == [False, False, True, False, False]
+    assert ["live" in v for v in views] == [False, False, True, False, True]
     assert {trace.type for trace in views[2]["live"].data} == {"scatter"}  # SVG: no new GL context per redraw
     assert all("progress" in v and "status" in v for v in views) and "Done" in views[-1]["status"]

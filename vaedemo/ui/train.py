@@ -116,7 +116,8 @@ def changed_views(
     """Each update with what the page needs for it, built only where something changed: the training thread
     shares this process, so every figure drawn here is time taken from it. The previews and the map go
     when new ones came (the job makes them at most about once a second); the curve when it has new points,
-    at most once per ``curve_every_s`` but at once for an epoch's validation point and the run's end."""
+    at most once per ``curve_every_s`` but at once for an epoch's validation point; the run's last update
+    carries all of them."""
     drawn: jobs.TrainUpdate | None = None  # the update whose curve the page shows
     drawn_at = -math.inf
     previews_shown = 0
@@ -124,11 +125,10 @@ def changed_views(
         now = time.monotonic()
         has_curve = bool(u.steps or u.gan_steps or u.history)
         epoch_point = drawn is None or len(u.history) != len(drawn.history)
-        curve = (
-            has_curve
-            and not _same_curve(u, drawn)
-            and (u.done or epoch_point or now - drawn_at >= curve_every_s)
-        )
+        if u.done:  # the last update carries everything, for an API client that reads only that one
+            yield u, update_view(u)
+            continue
+        curve = has_curve and not _same_curve(u, drawn) and (epoch_point or now - drawn_at >= curve_every_s)
         if curve:
             drawn, drawn_at = u, now
         previews = u.previews_seq != previews_shown
