@@ -241,8 +241,9 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
         return proc.stdout
 
     cli("train", "--model", "gan", "--epochs", "1", "--max-train", "256", "--latent-dim", "8", "--hidden-dim", "32",
-        "--lr", "2e-4", "--name", "g", "--quiet")
+        "--lr", "2e-4", "--d-norm", "batch", "--name", "g", "--quiet")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert config["model"]["config"]["d_norm"] == "batch"
     assert config["model"]["kind"] == "gan" and config["command"].startswith("python -m vaedemo train --model gan")
     assert config["history"][0]["g_loss"] is not None
     assert "inversion_accuracy" in config["metrics"]["validation"]
@@ -253,3 +254,6 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vaedemo", "train", "--model", "gan", "--prior-components", "10",
                           "--name", "h"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "prior" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "vaedemo", "train", "--model", "vae", "--d-norm", "batch",
+                          "--name", "h"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "discriminator" in bad.stderr and not (tmp_path / "h").exists()

@@ -47,6 +47,7 @@ class RunSpec:
     channels: tuple[int, int, int] | None = None  # conv widths of ae / conv-vae (default: the lecture's 8, 16, 32)
     beta: float | None = None
     prior_components: int = 0  # VAEs: 0 for N(0, I), K for a learnt mixture of K Gaussians
+    d_norm: str | None = None  # a GAN's discriminator normalisation: spectral, batch or none (None: the default)
     max_train: int | None = None  # cap on training items (the app's public mode uses it)
     resume: bool = False  # continue checkpoint `name` (its weights and Adam state)
     overwrite: bool = False
@@ -73,6 +74,10 @@ def model_overrides(spec: RunSpec) -> dict:
         if spec.model not in ("ae", "conv-vae"):
             raise ValueError("Only the convolutional models (ae, conv-vae) have channel widths to set.")
         out["channels"] = tuple(spec.channels)
+    if spec.d_norm is not None:
+        if spec.model != "gan":
+            raise ValueError("Only a GAN has a discriminator whose normalisation can be chosen.")
+        out["d_norm"] = spec.d_norm
     if spec.model not in ("ae", "gan"):
         out["beta"] = spec.beta
         out["prior_components"] = spec.prior_components
