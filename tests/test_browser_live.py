@@ -306,3 +306,145 @@ def test_temperature_scrubber_and_traversal_sliders_redecode_while_dragging(page
         assert np.abs(image - expected).max() <= TOLERANCE, s["value"]
     page.screenshot(path=str(artifacts / "live-traverse.png"), full_page=True)
     assert not page.errors
+
+
+# ---- reconstruct while drawing
+
+SKETCH_LIVE = """() => { const r = document.querySelector('#rec-live .ls-root');
+  return {count: +(r.dataset.count || 0), by: r.dataset.by || '', mode: r.dataset.mode || '',
+          framed: r._framed ? Array.from(r._framed) : null, recon: r._recon ? Array.from(r._recon) : null,
+          mu: r._mu ? Array.from(r._mu) : null, note: r.querySelector('.ls-note').innerText,
+          nearest: Array.from(r.querySelectorAll('.ls-thumb'), t => +t.dataset.index)}; }"""
+# strokes in screen pixels from the sketch canvas' centre: a "7", a "+" of two strokes, and an "0"
+DRAWINGS = {
+    "seven": [[(-45, -75), (40, -75), (-10, 75)]],
+    "plus": [[(0, -80), (5, 80)], [(-70, -5), (70, 5)]],
+    # a loop left open at the top: a closed one's centre of mass fell on a rounding tie (0.5 px), where the page's
+    # brush and Gradio's, which paint 1% of ink apart, centre it one pixel apart
+    "zero": [[(30 * np.sin(a), -70 * np.cos(a)) for a in np.linspace(0.4, 2 * np.pi - 0.4, 13)]],
+}
+FRAMING_TOLERANCE = 0.02  # mean absolute pixel difference between the page's framing and preprocess_image's
+
+
+def _panel_input(page) -> np.ndarray:
+    """The first tile of the Reconstruct panel (enlarged 8x): the 28 x 28 input the server's model got."""
+    import base64
+    import io
+    import urllib.request
+
+    from PIL import Image
+
+    src = page.get_attribute("#rec-output img", "src")
+    data = base64.b64decode(src.split(",", 1)[1]) if src.startswith("data:") else urllib.request.urlopen(src).read()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.float64)[:224:8, :224:8] / 255.0
+
+
+def _draw_slowly(page, strokes) -> tuple[list[dict], list[str]]:
+    """Draw ``strokes`` on the sketchpad a few pixels per step. Returns what the live panel showed after each
+    step of the last stroke while the button was still down, and the Gradio API requests the page made while
+    a button was down (after a release Gradio's editor sends its layers, and the server reconstructs)."""
+    box = page.locator("#rec-sketch canvas").last.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    sent = _requests(page)
+    seen, pressed = [], []
+    for i, stroke in enumerate(strokes):
+        seen = []
+        if i:  # the last release's uploads and reconstruction go out first
+            _wait_quiet(page, sent)
+        page.mouse.move(cx + stroke[0][0], cy + stroke[0][1])
+        start = len(sent)
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            steps = max(2, int(np.hypot(x1 - x0, y1 - y0) / 12))
+            for t in np.linspace(0, 1, steps + 1)[1:]:
+                before = page.evaluate(SKETCH_LIVE)["count"]
+                page.mouse.move(cx + x0 + t * (x1 - x0), cy + y0 + t * (y1 - y0))
+                page.wait_for_function(
+                    f"() => +(document.querySelector('#rec-live .ls-root').dataset.count || 0) > {before}"
+                )
+                seen.append(page.evaluate(SKETCH_LIVE))
+        pressed += [u for u in sent[start:] if "/gradio_api/" in u]
+        page.mouse.up()
+    _wait_quiet(page, sent)  # the last release's uploads and the server's reconstruction of the whole drawing
+    return seen, pressed
+
+
+def _wait_quiet(page, sent: list[str], quiet_ms: int = 800, limit_ms: int = 20_000) -> None:
+    """Wait until the page has sent no request for ``quiet_ms``."""
+    seen, still = len(sent), 0
+    for _ in range(limit_ms // 100):
+        page.wait_for_timeout(100)
+        still = still + 100 if len(sent) == seen else 0
+        seen = len(sent)
+        if still >= quiet_ms:
+            return
+
+
+def _clear_sketch(page) -> None:
+    """Clear the sketchpad and take the brush again (Gradio's editor puts the tool down on a clear)."""
+    page.locator("#rec-sketch button[aria-label='Clear canvas']").click()
+    brush = page.locator("#rec-sketch button[aria-label='Brush']")
+    brush.click()
+    page.wait_for_function("(b) => b.classList.contains('highlight')", arg=brush.element_handle())
+    page.keyboard.press("Escape")  # close the brush's options if they opened
+    page.wait_for_timeout(300)
+
+
+def _check_live_answer(live: dict, checkpoint: str) -> None:
+    """The live panel's reconstruction and nearest digits are the server's for the digit the page framed."""
+    framed = np.asarray(live["framed"], np.float32).reshape(28, 28)
+    r = inference.reconstruct(framed, checkpoint, n_samples=0)
+    assert np.abs(np.asarray(live["recon"]).reshape(28, 28) - r.recon).max() <= TOLERANCE
+    # the server's nearest dataset digit is among the page's first three: the page searches a low-rank float16 copy
+    # of the codes, which can reorder near-ties
+    assert r.neighbours[0][0] in live["nearest"][:3], (live["nearest"], r.neighbours[:3])
+
+
+def test_drawing_reconstructs_while_the_stroke_is_drawn(page, artifacts):
+    page.get_by_role("tab", name="Reconstruct", exact=True).click()
+    page.get_by_role("tab", name="Draw", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#rec-live .ls-root').dataset.mode === 'browser'")
+    checkpoint = page.locator("#rec-checkpoint input").input_value().split(" ")[0]
+    for name, strokes in DRAWINGS.items():
+        _clear_sketch(page)
+        before = page.get_attribute("#rec-output img", "src")
+        seen, sent = _draw_slowly(page, strokes)
+        # the panel followed the stroke before the button was released, in the browser, asking the server nothing
+        assert not sent, f"{name}: drawing sent {sent[:3]}"
+        assert len(seen) >= 3 and all(s["by"] == "browser" for s in seen)
+        recons = [np.asarray(s["recon"]) for s in seen]
+        assert np.abs(recons[0] - recons[-1]).mean() > 1e-3, name  # the reconstruction changed along the stroke
+        _check_live_answer(seen[-1], checkpoint)
+        page.wait_for_function(
+            "(b) => document.querySelector('#rec-output img').getAttribute('src') !== b", arg=before
+        )
+        page.wait_for_timeout(200)
+        live = page.evaluate(SKETCH_LIVE)
+        # the same strokes, framed by the page and by the server's preprocess_image, agree
+        diff = np.abs(np.asarray(live["framed"]).reshape(28, 28) - _panel_input(page)).mean()
+        assert diff <= FRAMING_TOLERANCE, (name, diff)
+        page.screenshot(path=str(artifacts / f"live-sketch-{name}.png"), full_page=False)
+    assert "browser" in page.evaluate(SKETCH_LIVE)["note"]
+    assert not page.errors
+
+
+def test_drawing_without_webassembly_is_followed_by_the_server(page, app_url):
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.errors = []
+    other.on("pageerror", lambda e: other.errors.append(str(e)))
+    other.set_default_timeout(30_000)
+    other.route("**/*.wasm", lambda route: route.fulfill(status=404, body="gone"))
+    try:
+        other.goto(app_url)
+        other.wait_for_selector("#rec-output img")
+        other.get_by_role("tab", name="Draw", exact=True).click()
+        other.wait_for_function("() => document.querySelector('#rec-live .ls-root').dataset.mode === 'server'")
+        checkpoint = other.locator("#rec-checkpoint input").input_value().split(" ")[0]
+        seen, _ = _draw_slowly(other, DRAWINGS["seven"])
+        assert len(seen) >= 3 and all(s["by"] == "server" for s in seen)
+        assert np.abs(np.asarray(seen[0]["recon"]) - np.asarray(seen[-1]["recon"])).mean() > 1e-3
+        _check_live_answer(seen[-1], checkpoint)
+        assert "server" in seen[-1]["note"]
+        assert not other.errors
+    finally:
+        other.close()

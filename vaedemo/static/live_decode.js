@@ -182,6 +182,6 @@
     return { z, label };
   }
 
-  window.vaedemoLive = { BASE, warm, session, decode, draw, unpack, placeToCode, stats, f16, f32 };
+  window.vaedemoLive = { BASE, warm, session, decode, draw, unpack, placeToCode, stats, f16, f32, halfToFloat };
   warm().catch(() => {}); // a failure shows when a widget asks for a session (and falls back to the server)
 })();

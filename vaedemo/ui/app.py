@@ -55,6 +55,7 @@ def page_view() -> dict:
         "list_cmp": gr.update(choices=[NONE_CHOICE, *fresh], value=""),
         "list_map": gr.update(choices=fresh, value=ck),
         "list_smp": gr.update(choices=fresh, value=ck),
+        "live_sketch": reconstruct.live_payload(ck),
         **reconstruct.first_view(ck),
     }
 
@@ -81,7 +82,8 @@ def build_demo() -> gr.Blocks:
                 about.render()
 
         shown = {n: c for n, c in rec.outputs.components.items() if n != "here"}
-        page = Outputs(list_rec=rec.model, list_cmp=rec.compare, list_map=lmap.model, list_smp=smp.model, **shown)
+        page = Outputs(list_rec=rec.model, list_cmp=rec.compare, list_map=lmap.model, list_smp=smp.model,
+                       live_sketch=rec.live, **shown)
         demo.load(page.bind(page_view), None, list(page), api_visibility="private")
     # api_open=False: /gradio_api/run/<endpoint> would skip the queue and its limits; clients join the queue
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 import numpy as np
@@ -12,10 +14,14 @@ from PIL import Image
 
 from .. import exports, inference, plots, zerogpu
 from ..images import BlankImageError
+from ..inference import browser
 from ..validation import within
 from .components import DigitImage, PictureOut, checkpoint_dropdown
+from .live import LIVE_HEAD
 from .shared import (
     NONE_CHOICE,
+    SPRITE_COLS,
+    STATIC_ROUTE,
     Outputs,
     bundled_thumb,
     digit,
@@ -23,6 +29,7 @@ from .shared import (
     friendly,
     info,
     need,
+    read_static,
     refresh_checkpoint,
     refresh_compare,
     sprite_thumbs,
@@ -30,6 +37,7 @@ from .shared import (
 )
 
 EXAMPLES_PER_CLASS = 2
+BRUSH_SIZE = 18  # the sketchpad brush's radius in its 280 x 280 pixels (live_sketch.js paints the same)
 CONCURRENCY = 2  # uploads reconstructed at once (the Space has 2 CPU cores)
 NO_LIKELIHOOD = "— (an implicit model defines no p(x): it only samples)"
 GAN_NOTE = (
@@ -180,11 +188,71 @@ def first_view(checkpoint: str | None, compare_with: Any = "") -> dict:
     return shown
 
 
+def live_payload(checkpoint: Any) -> str | None:
+    """What live_sketch.js needs to follow the sketchpad's strokes with ``checkpoint`` (None: nothing to follow):
+    the model as the page runs it (``browser.browser_model``), the brush, and where the digit sprite and the
+    bundled digits' codes are. A model without an encoder the page can run (a GAN) is followed by the server."""
+    if not checkpoint:
+        return None
+    try:
+        model = browser.browser_model(str(checkpoint))
+    except ValueError:
+        return None
+    name = quote(model["name"], safe="")
+    return json.dumps({
+        "checkpoint": model["name"],
+        "model": model,
+        "brush": BRUSH_SIZE,
+        "sprite": f"{STATIC_ROUTE}/digits.png",
+        "sprite_cols": SPRITE_COLS,
+        "codes_url": f"{STATIC_ROUTE}/codes/{name}.bin?v={model['version']}",
+        "why": None if model["encoder"] else "a GAN's encoding is a search only the server runs",
+    })
+
+
+@zerogpu.gpu("reconstruct")
+def reconstruct_live(request: Any) -> dict:
+    """The live sketch's answer where the page cannot run the model: ``{"checkpoint", "pixels": 784 numbers in
+    [0, 1], the digit as live_sketch.js framed it}`` → the reconstruction, the code and the nearest digits.
+    (A gr.HTML server function takes one argument.)"""
+    request = request if isinstance(request, dict) else {}
+    try:
+        x = np.asarray(request.get("pixels"), np.float64)
+        if x.shape != (784,) or not np.isfinite(x).all():
+            raise ValueError("Send the framed digit as 784 numbers between 0 and 1.")
+        x = np.clip(x, 0.0, 1.0).astype(np.float32).reshape(28, 28)
+        r = inference.reconstruct(x, need(request.get("checkpoint")), n_samples=0)
+    except (ValueError, TypeError) as e:
+        raise gr.Error(str(e)) from None
+    return {
+        "recon": np.round(r.recon.reshape(-1).astype(np.float64), 4).tolist(),
+        "mu": r.mu.astype(np.float64).tolist(),
+        "sigma": None if r.sigma is None else r.sigma.astype(np.float64).tolist(),
+        "neighbours": [[i, label, d] for i, label, d in r.neighbours],
+        "label": r.label_used,
+    }
+
+
+def live_sketch() -> gr.HTML:
+    """The panel under the sketchpad that follows the stroke while it is drawn (live_sketch.html / .js)."""
+    return gr.HTML(
+        value=None,
+        html_template=read_static("live_sketch.html"),
+        css_template=read_static("live_sketch.css"),
+        js_on_load=read_static("live_decode.js") + read_static("live_sketch.js"),
+        head=LIVE_HEAD,
+        elem_id="rec-live",
+        apply_default_css=False,
+        server_functions=[reconstruct_live],
+    )
+
+
 @dataclass
 class ReconstructTab:
     model: gr.Dropdown
     compare: gr.Dropdown
     outputs: Outputs
+    live: gr.HTML
 
 
 def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> ReconstructTab:
@@ -212,16 +280,18 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
                         image_mode="RGBA",
                         format="png",
                         canvas_size=(280, 280),
-                        brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                        brush=gr.Brush(default_size=BRUSH_SIZE, colors=["#000000"], color_mode="fixed"),
                         layers=False,
                         transforms=(),
                         elem_id="rec-sketch",
                         height=360,
                     )
                     gr.Markdown(
-                        "Draw with the mouse or a finger; the result updates after each stroke.",
+                        "Draw with the mouse or a finger: the panel below follows the stroke as you draw, and the "
+                        "full result (scores, the other decodes) updates when you lift the pen.",
                         elem_classes=["vd-hint"],
                     )
+                    live = live_sketch()
                 with gr.Tab("Upload", id="upload"):
                     upload = DigitImage(
                         label="Upload or paste a picture of a digit",
@@ -291,4 +361,5 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
     tab.select(refresh_checkpoint, rec_ck, rec_ck, show_progress="hidden", **private).then(
         refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private
     )
-    return ReconstructTab(rec_ck, cmp_ck, out)
+    rec_ck.change(live_payload, rec_ck, live, show_progress="hidden", **private)
+    return ReconstructTab(rec_ck, cmp_ck, out, live)

@@ -133,6 +133,17 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
         body, enc = encoded_body(("onnx", digest), request.headers.get("accept-encoding", ""), lambda: data)
         return _encoded_response(body, enc, "application/octet-stream", cache)
 
+    @app.get(f"/{STATIC_ROUTE}/codes/{{checkpoint}}.bin", include_in_schema=False)
+    def code_file(checkpoint: str, request: fastapi.Request):
+        # the bundled digits' codes, for the nearest digits while drawing; ?v= as for the ONNX files
+        try:
+            data = browser.bundled_code_file(checkpoint)
+        except ValueError as e:
+            return Response(str(e), status_code=404, media_type="text/plain")
+        digest = hashlib.sha1(data).hexdigest()
+        body, enc = encoded_body(("codes", digest), request.headers.get("accept-encoding", ""), lambda: data)
+        return _encoded_response(body, enc, "application/octet-stream", cache)
+
     # Made before the first visitor needs it: the gzip of the 14.8 MB .wasm takes about a second.
     threading.Thread(target=encoded_body, args=(("ort", "ort-wasm-simd-threaded.wasm"), "gzip",
                                                 lambda: _ort_raw("ort-wasm-simd-threaded.wasm"), None),
