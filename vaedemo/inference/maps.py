@@ -26,7 +26,7 @@ from ..projections import PCAProjection, TSNEProjection, UMAPProjection, far_fro
 from ..validation import to_float, whole
 from .codec import decode, encode, label_for, resolve_label
 from .data import MAP_SIZE, as_digit, bundled
-from .stats import bundled_codes
+from .stats import CODE_SOURCES, bundled_codes
 from .store import STORE, Entry, KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,17 @@ def _read(entry: Entry, method: str) -> LatentMap | None:
         )
     )
 
+
+def _cached_codes(entry: Entry) -> np.ndarray | None:
+    """The bundled digits' codes from a cached map of all of them, or None (for stats.bundled_codes)."""
+    for method in METHODS:
+        m = _read(entry, method)
+        if m is not None and np.array_equal(m.indices, np.arange(len(bundled()[1]))):
+            return m.codes
+    return None
+
+
+CODE_SOURCES.append(_cached_codes)
 
 def _write(entry: Entry, m: LatentMap) -> Path | None:
     if entry.in_memory:  # a model registered in memory has no folder to cache its maps in
