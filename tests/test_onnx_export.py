@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vaedemo import checkpoints, onnx_export
+from vaedemo import checkpoints, inference, onnx_export
 from vaedemo.models import build_model
 
 # name → (kind, settings): small random networks, every kind the page can decode
@@ -161,6 +161,16 @@ def test_the_app_serves_the_runtime_and_the_models_compressed(app_url):
         assert probs.shape == (3, 1, 28, 28)
         assert http.get("vaedemo-static/onnx/no-such-model/decoder.onnx").status_code == 404
         assert http.get("vaedemo-static/onnx/tiny-vae/weights.onnx").status_code == 404
+        # the bundled digits' codes for the sketchpad's nearest digits: the header's sizes, the labels, the codes
+        codes = http.get("vaedemo-static/codes/tiny-vae.bin")
+        assert codes.status_code == 200
+        n, d, r = np.frombuffer(codes.content[:12], "<i4")
+        assert (n, d) == (10000, 2) and 1 <= r <= d
+        labels = np.frombuffer(codes.content[-n:], np.uint8)
+        assert np.array_equal(labels, inference.bundled()[1])
+        assert len(codes.content) == 12 + 4 * d + 4 * r * d + 2 * n * r + n
+        for bad in ("no-such-model", "..%2F..%2Fetc%2Fpasswd", "%00"):
+            assert http.get(f"vaedemo-static/codes/{bad}.bin").status_code == 404, bad
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
