@@ -39,17 +39,23 @@ def decode_codes(request: Any) -> list[list[float]]:
     return np.round(images.reshape(len(images), -1).astype(np.float64), 3).tolist()
 
 
-def live_widget(elem_id: str) -> gr.HTML:
-    """A live decoding widget (live_grid.html / .js): the Sample grid's temperature, or traversal sliders."""
+def live_html(stem: str, elem_id: str, server_function) -> gr.HTML:
+    """A gr.HTML that runs ``static/<stem>.js`` (with its .html and .css) after live_decode.js, falling back to
+    ``server_function`` where the page cannot run the model."""
     return gr.HTML(
         value=None,
-        html_template=read_static("live_grid.html"),
-        css_template=read_static("live_grid.css"),
-        js_on_load=read_static("live_decode.js") + read_static("live_grid.js"),
+        html_template=read_static(f"{stem}.html"),
+        css_template=read_static(f"{stem}.css"),
+        js_on_load=read_static("live_decode.js") + read_static(f"{stem}.js"),
         head=LIVE_HEAD,
         elem_id=elem_id,
         apply_default_css=False,
-        server_functions=[decode_codes],
+        server_functions=[server_function],
     )
+
+
+def live_widget(elem_id: str) -> gr.HTML:
+    """A live decoding widget (live_grid.html / .js): the Sample grid's temperature, or traversal sliders."""
+    return live_html("live_grid", elem_id, decode_codes)
 
 

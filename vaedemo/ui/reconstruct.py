@@ -17,7 +17,7 @@ from ..images import BlankImageError
 from ..inference import browser
 from ..validation import within
 from .components import DigitImage, PictureOut, checkpoint_dropdown
-from .live import LIVE_HEAD
+from .live import live_html
 from .shared import (
     NONE_CHOICE,
     SPRITE_COLS,
@@ -29,7 +29,6 @@ from .shared import (
     friendly,
     info,
     need,
-    read_static,
     refresh_checkpoint,
     refresh_compare,
     sprite_thumbs,
@@ -235,16 +234,7 @@ def reconstruct_live(request: Any) -> dict:
 
 def live_sketch() -> gr.HTML:
     """The panel under the sketchpad that follows the stroke while it is drawn (live_sketch.html / .js)."""
-    return gr.HTML(
-        value=None,
-        html_template=read_static("live_sketch.html"),
-        css_template=read_static("live_sketch.css"),
-        js_on_load=read_static("live_decode.js") + read_static("live_sketch.js"),
-        head=LIVE_HEAD,
-        elem_id="rec-live",
-        apply_default_css=False,
-        server_functions=[reconstruct_live],
-    )
+    return live_html("live_sketch", "rec-live", reconstruct_live)
 
 
 @dataclass
