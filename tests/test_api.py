@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -22,7 +24,8 @@ def _health_ok(client) -> None:
 
 def test_every_action_has_its_named_endpoint(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/reconstruct", "/sample", "/interpolate", "/traverse", "/latent_map", "/train", "/health"} <= set(api)
+    named = {"/reconstruct", "/sample", "/interpolate", "/traverse", "/latent_map", "/decode", "/train", "/health"}
+    assert named <= set(api)
     names = [p["parameter_name"] for p in api["/reconstruct"]["parameters"]]
     assert names[:2] == ["image", "checkpoint"]
     # private UI plumbing (sketch, clicks, tab refreshes) stays out of the API
@@ -78,6 +81,46 @@ def test_latent_map_returns_points_and_a_manifold_grid(client):
     assert Image.open(manifold["value"] if isinstance(manifold, dict) else manifold).size == (420, 420)
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict("tiny-vae", "isomap", 1000, api_name="/latent_map")
+
+
+def _place_codes(live: dict, places: list[tuple[float, float]]) -> np.ndarray:
+    """The codes behind places of a PCA map, from the inverse the /latent_map payload ships (mean + [x, y]·W)."""
+    inv = live["inverse"]
+    assert inv["method"] == "pca"
+    mean = np.frombuffer(base64.b64decode(inv["mean"]), "<f4")
+    components = np.frombuffer(base64.b64decode(inv["components"]), "<f4").reshape(2, -1)
+    return mean + np.asarray(places, np.float32) @ components
+
+
+def test_decode_takes_codes_computed_from_the_latent_maps_payload(client):
+    from vaedemo import inference
+
+    payload, _, _ = client.predict("tiny-vae", "pca", 1000, api_name="/latent_map")
+    live = json.loads(payload)["live"]
+    places = [(-1.0, 0.5), (0.3, -0.2), (1.2, 1.0)]
+    codes = _place_codes(live, places)
+    probs = np.asarray(client.predict("tiny-vae", codes.tolist(), None, api_name="/decode"))
+    assert probs.shape == (3, 784) and 0 <= probs.min() and probs.max() <= 1
+    for (x, y), got in zip(places, probs):  # the same digit the map's own decode of that place gives
+        assert np.abs(got - inference.decode_at("tiny-vae", "pca", x, y).image.reshape(-1)).max() <= 1e-3
+    assert np.abs(probs[0] - probs[1]).mean() > 1e-3  # different places, different digits
+
+    # A conditional model decodes each code as the digit it is told.
+    dim = inference.checkpoint_info("tiny-cvae")["latent_dim"]
+    twice = np.asarray(client.predict("tiny-cvae", [[0.0] * dim] * 2, [3, 8], api_name="/decode"))
+    assert np.abs(twice[0] - twice[1]).mean() > 1e-3
+
+    # Bad codes get a sentence.
+    for codes, labels, words in [([[0.0] * 3], None, "lists of 2 numbers"),
+                                 ([[1e30, 0.0]], None, "finite numbers within"),
+                                 ([[0.0, 0.0]] * 300, None, "1 to 256"), ("zeros", None, "lists of 2 numbers")]:
+        with pytest.raises(AppError, match=words):
+            client.predict("tiny-vae", codes, labels, api_name="/decode")
+    with pytest.raises(ValueError, match="finite"):  # JSON cannot carry NaN; a Python caller can
+        inference.decode_codes("tiny-vae", [[float("nan"), 0.0]])
+    with pytest.raises(AppError, match="one label for all the codes or one per code"):
+        client.predict("tiny-cvae", [[0.0] * dim] * 3, [1, 2], api_name="/decode")
+    _health_ok(client)
 
 
 def test_tsne_map_works_through_the_api(client):

@@ -29,6 +29,7 @@ LIVE = """() => {
   const panel = document.querySelector('#latent-map .lm-live');
   return {count: +(root.dataset.liveCount || 0), x: +root.dataset.liveX, y: +root.dataset.liveY,
           by: root.dataset.liveBy || '', probs: panel._probs ? Array.from(panel._probs) : null,
+          code: panel._code ? Array.from(panel._code) : null,
           note: document.querySelector('#latent-map .lm-live-note').innerText};
 }"""
 
@@ -93,7 +94,24 @@ def _requests(page) -> list[str]:
     return sent
 
 
-def test_hovering_the_map_decodes_in_the_browser(page, artifacts):
+def _check_against_the_api(seen: list[dict], app_url: str, checkpoint: str) -> None:
+    """API parity: a gradio_client user who takes the map's inverse from /latent_map, computes the codes of the
+    same places and decodes them with /decode gets the page's codes and pixels."""
+    from gradio_client import Client
+
+    from tests.test_api import _place_codes
+
+    client = Client(app_url, verbose=False)
+    payload, _, _ = client.predict(checkpoint, "pca", 5000, api_name="/latent_map")
+    codes = _place_codes(json.loads(payload)["live"], [(s["x"], s["y"]) for s in seen])
+    for s, code in zip(seen, codes):
+        assert np.abs(np.asarray(s["code"]) - code).max() <= 1e-4 * max(1.0, np.abs(code).max())
+    probs = np.asarray(client.predict(checkpoint, codes.tolist(), None, api_name="/decode"))
+    for s, server in zip(seen, probs):
+        assert np.abs(np.asarray(s["probs"]) - server).max() <= TOLERANCE, (s["x"], s["y"])
+
+
+def test_hovering_the_map_decodes_in_the_browser(page, app_url, artifacts):
     _open_map(page)
     assert page.evaluate("() => document.querySelector('#latent-map .lm-root').dataset.live") == "browser"
     checkpoint = page.get_attribute("#latent-map .lm-root", "data-checkpoint")
@@ -103,6 +121,7 @@ def test_hovering_the_map_decodes_in_the_browser(page, artifacts):
     assert all(s["by"] == "browser" for s in seen)
     assert "browser" in seen[-1]["note"]
     _check_against_server(seen, checkpoint)
+    _check_against_the_api(seen, app_url, checkpoint)
     page.screenshot(path=str(artifacts / "live-map-hover.png"), full_page=False)
 
     # A conditional model decodes a place with the nearest digit's label, as the server does.

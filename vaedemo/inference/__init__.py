@@ -13,7 +13,17 @@ latent maps and per-checkpoint statistics are read-only caches shared by every r
 
 from .catalog import VISITOR_MARK, broken_checkpoints, checkpoint_choices, checkpoint_info, model_health, yardsticks
 from .data import MAP_SIZE, as_digit, bundled, bundled_digit, digit_input
-from .explore import Interpolation, Reconstruction, Traversal, dims_by_kl, interpolate, reconstruct, slerp, traverse
+from .explore import (
+    Interpolation,
+    Reconstruction,
+    Traversal,
+    decode_codes,
+    dims_by_kl,
+    interpolate,
+    reconstruct,
+    slerp,
+    traverse,
+)
 from .maps import (
     METHODS,
     MIN_MAP_SIZE,
@@ -68,6 +78,7 @@ __all__ = [
     "checkpoint_choices",
     "checkpoint_info",
     "decode_at",
+    "decode_codes",
     "digit_input",
     "dims_by_kl",
     "full_map",

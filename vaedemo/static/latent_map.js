@@ -348,10 +348,11 @@ async function pumpLive() {
   const mine = live;
   const start = performance.now();
   try {
-    let probs, label = null;
+    let probs, label = null, code = null;
     if (mine.mode === 'browser') {
       const c = vaedemoLive.placeToCode(mine.u, x, y);
       label = c.label;
+      code = c.z;
       probs = await vaedemoLive.decode(mine.model, c.z, 1, label === null ? null : [label]);
     } else {
       probs = await server.decode_place({ checkpoint: mine.checkpoint, method: mine.method, x: x, y: y });
@@ -360,6 +361,7 @@ async function pumpLive() {
     vaedemoLive.draw(liveCanvas, probs, 0);
     if (mine.mode === 'browser') vaedemoLive.stats.frames.push(performance.now() - start);
     livePanel._probs = probs;
+    livePanel._code = code; // the code decoded (browser only), read by the API-parity test
     liveCount += 1;
     root.dataset.liveX = String(x);
     root.dataset.liveY = String(y);

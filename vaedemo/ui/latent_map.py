@@ -281,6 +281,16 @@ def decode_place(place: Any) -> list[float]:
     return np.round(p.image.astype(np.float64).reshape(-1), 3).tolist()
 
 
+@friendly
+@zerogpu.gpu("reconstruct")
+def decode_codes(checkpoint: str, codes: list[list[float]], labels: list[int] | None = None) -> list[list[float]]:
+    """Decode codes you computed yourself (for instance a place of the map through the inverse that /latent_map's
+    payload carries under "live"): N lists of D numbers in, N lists of 784 pixel probabilities (row by row,
+    rounded to 1/10000) out. A conditional model takes one label for all the codes or one per code."""
+    images = inference.decode_codes(need(checkpoint), codes, labels)
+    return np.round(images.astype(np.float64).reshape(len(images), -1), 4).tolist()
+
+
 @dataclass
 class MapTab:
     model: gr.Dropdown
@@ -330,6 +340,7 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> MapTa
     # page's own button also sends the colouring and the compared model.
     api_only = gr.Button(visible=False)
     api_only.click(out.bind(latent_map), [map_ck, method, size, here], list(out), api_name="latent_map")
+    gr.api(decode_codes, api_name="decode")
     gr.on([draw.click, map_ck.input, method.input, colour.input, cmp_ck.input], out.bind(latent_map), inputs,
           list(out), **private)
     tab.select(refresh_checkpoint, map_ck, map_ck, show_progress="hidden", **private).then(
