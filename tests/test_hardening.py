@@ -505,6 +505,7 @@ def test_hostile_checkpoint_names_get_a_sentence_and_nothing_outside_is_read(
         ("/reconstruct", (upload, "tiny-vae", name)),
         ("/sample", (name, 4, 1.0, 0, "any")),
         ("/latent_map", (name, "pca", 500)),
+        ("/decode", (name, [[0.0, 0.0]], None)),
         ("/interpolate", (name, None, None, 0, 5, 4)),
         ("/traverse", (name, None, 0, None, 3, 1.0)),
         ("/train", ("vae", "mnist-10k", 2, 1.0, 1, 64, 0.002, name, 0)),
