@@ -36,9 +36,9 @@ let downAt = null;      // where the mouse went down, to ignore drags
 let travel = 0;         // how far it moved while down: a lasso can end where it started
 const bound = new Set(); // plot divs whose plotly handlers are bound
 let windowBound = false;
-let live = null;        // decoding under the cursor: {key, model, u, mode: 'pending'|'browser'|'server', ...}
-let liveWant = null;    // the latest place asked for; older ones are dropped (one decode in flight)
-let liveBusy = false;
+// decoding under the cursor, per map ('a', and 'b' for a compared model):
+// {key, model, u, mode: 'pending'|'browser'|'server', checkpoint, method}
+const lives = { a: null, b: null };
 let liveCount = 0;
 let drawing = null;     // the path being drawn: {view, pts: [[x, y] in data units]}
 let playId = 0;         // the morph now playing (a newer one stops it)
@@ -309,43 +309,51 @@ function bindView(view) {
   }
 }
 
+const LIVE_NOTES = { browser: 'decoded in your browser',
+                     server: 'Decoded on the server: this browser cannot run the model itself.' };
+
 function setupLive(p) {
-  // Start the decoder for this map (the model's ONNX file and the WASM runtime load once, cached).
-  const spec = p.live;
+  // Start the decoder of each drawn map's model (its ONNX file and the WASM runtime load once, cached).
+  setupLiveFor('a', p.live, p);
+  setupLiveFor('b', p.compare && p.compare.live, p.compare);
+  livePanel.hidden = !lives.a && !lives.b;
+}
+
+function setupLiveFor(which, spec, part) {
+  const flag = which === 'a' ? 'live' : 'liveB'; // root.dataset.live / liveB: pending, browser or server
   if (!spec || !window.vaedemoLive) {
-    live = null;
-    livePanel.hidden = true;
+    lives[which] = null;
+    delete root.dataset[flag];
     return;
   }
   const key = spec.model.name + '/' + spec.inverse.method + '/' + spec.model.version;
-  livePanel.hidden = false;
-  if (live && live.key === key) return;
+  if (lives[which] && lives[which].key === key) return;
   const mine = { key: key, model: spec.model, u: vaedemoLive.unpack(spec.inverse), mode: 'pending',
-                 checkpoint: p.checkpoint, method: p.method };
-  live = mine;
-  root.dataset.live = 'pending';
-  liveNote.textContent = '';
+                 checkpoint: part.checkpoint, method: part.method, which: which };
+  lives[which] = mine;
+  root.dataset[flag] = 'pending';
+  if (which === 'a') liveNote.textContent = '';
   vaedemoLive.session(spec.model, 'decoder').then(() => {
-    if (live !== mine) return;
     mine.mode = 'browser';
-    root.dataset.live = 'browser';
-    liveNote.textContent = 'decoded in your browser';
   }).catch((e) => {
-    if (live !== mine) return;
     mine.mode = 'server';
-    root.dataset.live = 'server';
+    console.info('vaedemo: decoding ' + mine.checkpoint + ' on the server (' + (e && e.message ? e.message : e) + ')');
+  }).finally(() => {
+    if (lives[which] !== mine) return;
+    root.dataset[flag] = mine.mode;
     // Said once, quietly: everything still works, a little slower.
-    liveNote.textContent = 'Decoded on the server: this browser cannot run the model itself.';
-    console.info('vaedemo: decoding on the server (' + (e && e.message ? e.message : e) + ')');
-  }).finally(() => { if (liveWant) requestAnimationFrame(pumpLive); });
+    if (which === 'a' || !lives.a) liveNote.textContent = LIVE_NOTES[mine.mode];
+    livePump.kick();
+  });
 }
 
-async function pumpLive() {
-  if (liveBusy || !liveWant || !live || live.mode === 'pending') return;
-  const { x, y } = liveWant;
-  liveWant = null;
-  liveBusy = true;
-  const mine = live;
+// a place waits while its model's decoder is still loading (setupLiveFor kicks it when ready)
+const livePump = window.vaedemoLive
+  ? vaedemoLive.pump(stepLive, (w) => !!lives[w.which] && lives[w.which].mode !== 'pending')
+  : { ask() {}, kick() {} };
+
+async function stepLive({ which, x, y }) {
+  const mine = lives[which];
   const start = performance.now();
   try {
     let probs, label = null, code = null;
@@ -357,7 +365,7 @@ async function pumpLive() {
     } else {
       probs = await server.decode_place({ checkpoint: mine.checkpoint, method: mine.method, x: x, y: y });
     }
-    if (live !== mine) return;
+    if (lives[which] !== mine) return;
     vaedemoLive.draw(liveCanvas, probs, 0);
     if (mine.mode === 'browser') vaedemoLive.stats.frames.push(performance.now() - start);
     livePanel._probs = probs;
@@ -367,26 +375,24 @@ async function pumpLive() {
     root.dataset.liveY = String(y);
     root.dataset.liveCount = String(liveCount);
     root.dataset.liveBy = mine.mode;
-    liveText.textContent = '(' + fmt(x) + ', ' + fmt(y) + ')' + (label !== null ? ' · as a ' + label : '');
+    root.dataset.liveWhich = which;
+    root.dataset.liveCheckpoint = mine.checkpoint;
+    liveText.textContent = (lives.b ? mine.checkpoint + ' at ' : '') + '(' + fmt(x) + ', ' + fmt(y) + ')' +
+      (label !== null ? ' · as a ' + label : '');
+    liveNote.textContent = LIVE_NOTES[mine.mode];
   } catch (e) {
     liveText.textContent = 'Could not decode this place.';
-  } finally {
-    liveBusy = false;
-    if (liveWant) requestAnimationFrame(pumpLive);
   }
 }
 
 function onLiveMove(ev) {
-  if (!live || ev.buttons) return;
-  const view = views.find(v => v.which === 'a');
-  const drag = view && view.div.querySelector('.nsewdrag');
-  if (!drag) return;
-  const r = drag.getBoundingClientRect();
-  if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
-  const fl = view.div._fullLayout;
-  const first = !liveWant;
-  liveWant = { x: fl.xaxis.p2l(ev.clientX - r.left), y: fl.yaxis.p2l(ev.clientY - r.top) };
-  if (first) requestAnimationFrame(pumpLive);
+  // The pointer over either map: decode that map's place with that map's model.
+  if (ev.buttons) return;
+  for (const view of views) {
+    if (!lives[view.which]) continue;
+    const xy = dataXY(view, ev);
+    if (xy) { livePump.ask({ which: view.which, x: xy[0], y: xy[1] }); return; }
+  }
 }
 
 // ---- drawing a path and playing the morph along it
@@ -429,12 +435,12 @@ function resample(view, pts, n) {
 
 async function playPath(view, pts) {
   const id = ++playId;
-  const mine = live;
+  const mine = lives[view.which];
   const frames = [];
   gifLink.hidden = true;
   root.dataset.pathFrames = '0';
   for (const [x, y] of resample(view, pts, PATH_FRAMES)) {
-    if (id !== playId || live !== mine) return;
+    if (id !== playId || lives[view.which] !== mine) return;
     const c = vaedemoLive.placeToCode(mine.u, x, y);
     const probs = await vaedemoLive.decode(mine.model, c.z, 1, c.label === null ? null : [c.label]);
     vaedemoLive.draw(liveCanvas, probs, 0);
@@ -490,8 +496,9 @@ function gifBytes(frames, scale, delayCs) {
 
 function onPathDown(ev) {
   const view = views.find(v => v.div.contains(ev.target));
-  if (!pathToggle.checked || !view || view.which !== 'a') return;
-  if (!live || live.mode !== 'browser') {
+  if (!pathToggle.checked || !view) return;
+  const mine = lives[view.which];
+  if (!mine || mine.mode !== 'browser') {
     setStatus('Drawing a path needs the model running in this browser; click places to decode them instead.');
     return;
   }

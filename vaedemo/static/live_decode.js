@@ -182,6 +182,32 @@
     return { z, label };
   }
 
-  window.vaedemoLive = { BASE, warm, session, decode, draw, unpack, placeToCode, stats, f16, f32, halfToFloat };
+  // One decode in flight and only the newest wish next, at most once per animation frame: a widget calls
+  // ask(wish) as often as its input moves (the pointer, a slider, a stroke); step(wish) runs when ready(wish)
+  // and nothing else runs, and wishes made meanwhile collapse into the last one. kick() retries once ready.
+  function pump(step, ready) {
+    let want = null, busy = false;
+    async function run() {
+      if (busy || want === null || !ready(want)) return;
+      const wish = want;
+      want = null;
+      busy = true;
+      try {
+        await step(wish);
+      } finally {
+        busy = false;
+        if (want !== null) requestAnimationFrame(run);
+      }
+    }
+    function ask(wish) {
+      const first = want === null;
+      want = wish === undefined ? true : wish;
+      if (first) requestAnimationFrame(run);
+    }
+    function kick() { if (want !== null) requestAnimationFrame(run); }
+    return { ask, kick };
+  }
+
+  window.vaedemoLive = { BASE, warm, session, decode, draw, unpack, placeToCode, pump, stats, f16, f32, halfToFloat };
   warm().catch(() => {}); // a failure shows when a widget asks for a session (and falls back to the server)
 })();

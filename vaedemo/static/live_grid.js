@@ -22,8 +22,6 @@ const GAP = 2;
 
 let p = null;       // the payload, with its arrays unpacked
 let mode = 'pending';
-let want = false;   // a decode is wanted (the latest state is read when it starts)
-let busy = false;
 let done = 0;
 let tempInput = null;
 
@@ -101,10 +99,7 @@ function drawGrid(probs, n) {
   }
 }
 
-async function pump() {
-  if (busy || !want || !p || mode === 'pending') return;
-  want = false;
-  busy = true;
+async function step() {
   const mine = p;
   const start = performance.now();
   try {
@@ -129,17 +124,10 @@ async function pump() {
     text.textContent = (p.kind === 'samples' ? 'The same ' + c.n + ' draws at ' : '') + c.what + '.';
   } catch (e) {
     text.textContent = 'Could not decode: ' + (e && e.message ? e.message : e);
-  } finally {
-    busy = false;
-    if (want) requestAnimationFrame(pump);
   }
 }
 
-function ask() {
-  const first = !want;
-  want = true;
-  if (first) requestAnimationFrame(pump);
-}
+const { ask } = vaedemoLive.pump(step, () => p && mode !== 'pending'); // the latest state is read when a step starts
 
 function addSlider(label, min, max, dim, show) {
   const name = document.createElement('span');

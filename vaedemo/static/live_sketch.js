@@ -27,7 +27,7 @@ let codes = null;    // the bundled digits' codes (browser mode), a Promise
 let strokes = [];    // the strokes drawn since the last clear: arrays of [x, y] in sketch pixels
 let undone = [];     // strokes taken back by Undo, for Redo
 let drawing = null;  // the stroke under way
-let want = false, busy = false, done = 0;
+let done = 0;
 
 // ---- the ink: the strokes painted as Gradio's brush paints them (binary, radius = the brush size)
 
@@ -298,10 +298,7 @@ function drawThumbs(neighbours) {
   }
 }
 
-async function pump() {
-  if (busy || !want || !p || mode === 'pending') return;
-  want = false;
-  busy = true;
+async function step() {
   const mine = p;
   const start = performance.now();
   try {
@@ -331,17 +328,10 @@ async function pump() {
     if (mode === 'browser') vaedemoLive.stats.frames.push(performance.now() - start);
   } catch (e) {
     note.textContent = 'Could not follow the stroke: ' + (e && e.message ? e.message : e);
-  } finally {
-    busy = false;
-    if (want) requestAnimationFrame(pump);
   }
 }
 
-function ask() {
-  const first = !want;
-  want = true;
-  if (first) requestAnimationFrame(pump);
-}
+const { ask } = vaedemoLive.pump(step, () => p && mode !== 'pending'); // the latest state is read when a step starts
 
 // ---- following the sketchpad's pointer
 

@@ -198,7 +198,7 @@ def view(checkpoint: Any, method: Any, n: Any, here: Any, progress: Any, colour:
             other_values = inference.map_values(other, colour)
         except ValueError:  # e.g. an AE compared by −ELBO: its map keeps the labels' colours
             other_values = None
-        part = _map_part(other, other_values, colour)
+        part = {**_map_part(other, other_values, colour), "live": live_part(other)}  # decoded under the cursor
     key = map_key(checkpoint, lm.method, n, here, colour, compare or "")
     live = live_part(lm)
     return {"map": map_payload(lm, here_xy, prior_xy, values=values, colour=colour, cloud=cloud, compare=part,
