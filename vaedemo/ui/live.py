@@ -16,6 +16,13 @@ from .shared import STATIC_ROUTE, need, read_static
 LIVE_HEAD = f'<script src="{STATIC_ROUTE}/ort/ort.wasm.min.js"></script>'  # onnxruntime-web, for live_decode.js
 
 
+def page_head() -> str:
+    """The page's <head> additions: onnxruntime-web and live_decode.js, whose runtime (about 15 MB of WASM to
+    compile and start, seconds on a slow machine) then loads while the visitor is still on the first tab rather
+    than when a live widget first appears."""
+    return LIVE_HEAD + "<script>" + read_static("live_decode.js") + "</script>"
+
+
 def b64_array(values: np.ndarray) -> str:
     """An array's bytes, little-endian, as base64 (what live_decode.js reads with f32 / f16 / bytes)."""
     values = np.asarray(values)
