@@ -20,6 +20,7 @@ from PIL import Image
 
 from vaedemo.data import bundled_digits
 
+from . import thread_penalty
 from .app_server import launched_app, launched_floor
 from .browser_decode import ARGS, CHROMIUM
 
@@ -130,4 +131,5 @@ def train_tab_throughput(epochs: int, tmpdir: Path, rounds: int = 2) -> dict:
 def run(quick: bool, tmpdir: str) -> dict:
     folder = Path(tmpdir)
     return {"upload": upload_latency(1 if quick else 30, folder),
-            "train_tab": train_tab_throughput(1 if quick else 5, folder, rounds=1 if quick else 3)}
+            "train_tab": train_tab_throughput(1 if quick else 5, folder, rounds=1 if quick else 3),
+            "thread_penalty": thread_penalty.run(quick)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import browser_decode
+from . import browser_decode, thread_penalty
 
 
 def _verdict(ok: bool) -> str:
@@ -155,6 +155,7 @@ def browser_section(b: dict) -> list[str]:
         f"{tt['cli_samples_per_s']:,.0f} samples/s, {_pct(tt['ratio'])} "
         f"(target ≥ 90% — {_verdict(tt['ratio'] >= 0.9)}).",
         "",
+        *([thread_penalty.render(b["thread_penalty"]), ""] if "thread_penalty" in b else []),
     ] + (browser_decode.render(b["decode"]) if "decode" in b else [])
 
 
