@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import about, latent_map, live, reconstruct, sample, train
+from . import about, latent_map, reconstruct, sample, train
 from .shared import NONE_CHOICE, Outputs, choices, friendly, pick
 
 QUEUE_SIZE = 64  # requests waiting at most; more get "the queue is full"
@@ -64,8 +64,7 @@ def build_demo() -> gr.Blocks:
     """The Blocks UI (no server); ``server.build_app`` mounts it."""
     options = choices()
     with gr.Blocks(
-        title="vaedemo: autoencoders and VAEs on MNIST", analytics_enabled=False, delete_cache=(3600, 3600),
-        head=live.page_head(),  # the in-browser runtime starts loading with the page, whatever tab opens first
+        title="vaedemo: autoencoders and VAEs on MNIST", analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
         here = gr.State(None)  # this user's last Reconstruct input, (28, 28) float
         gr.Markdown(HEADER, elem_id="vd-header")

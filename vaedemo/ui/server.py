@@ -21,6 +21,7 @@ from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from ..inference import browser
 from .app import CSS, PAGE_JS, build_demo
 from .guard import SESSION_CAPACITY, BodyLimit, TempSweeper, expire_idle_sessions, share_the_queue
+from .live import page_head
 from .shared import STATIC_DIR, STATIC_ROUTE, sprite_png, sweep_exports
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
         theme=gr.themes.Soft(primary_hue="indigo"),
         css=CSS,
         js=PAGE_JS,
+        head=page_head(),  # the in-browser runtime starts loading with the page, whatever tab opens first
     )
     # Gradio accepts an input file only from its upload folder once the Blocks count as launched
     # (processing_utils._check_allowed); demo.launch() sets the flag, mount_gradio_app does not. Without
