@@ -71,8 +71,10 @@ def render(r: dict) -> str:
     return (
         f"Why: the same training in a thread of a fresh process ran at {r['alone']['samples_per_s']:,.0f} samples/s "
         f"alone and at {r['after_main']['samples_per_s']:,.0f} ({r['ratio']:.0%}) once the main thread had run one "
-        f"matrix product, as the server's has; one small elementwise op took {r['alone']['op_us']:.0f} against "
+        "matrix product (the server now builds its page in a thread of its own for this reason); one small "
+        f"elementwise op took {r['alone']['op_us']:.0f} against "
         f"{r['after_main']['op_us']:.0f} µs. A second OpenMP team puts libgomp over the core count, and its workers "
-        "then sleep between parallel regions instead of spinning (see benchmarks/thread_penalty.py). Training in a "
-        "child process of its own would avoid it."
+        "then sleep between parallel regions instead of spinning (see benchmarks/thread_penalty.py). The handlers' "
+        "worker threads keep their teams while they live, and the training thread waits for the GIL about 15% of "
+        "the time (py-spy): training in a child process of its own is the way to the target."
     )

@@ -478,3 +478,19 @@ def test_the_train_tab_redraws_the_map_only_when_new_previews_come(ui):
     assert ["live" in v for v in views] == [False, False, True, False, True]
     assert {trace.type for trace in views[2]["live"].data} == {"scatter"}  # SVG: no new GL context per redraw
     assert all("progress" in v and "status" in v for v in views) and "Done" in views[-1]["status"]
+
+
+def test_the_page_is_built_off_the_main_thread_and_its_errors_still_reach_the_caller():
+    """Building the page loads models; on the main thread that would leave an OpenMP team there for good, which
+    slows every run the Train tab starts (benchmarks/thread_penalty.py measures it)."""
+    import threading
+
+    from vaedemo.ui.server import off_the_main_thread
+
+    assert off_the_main_thread(lambda: threading.current_thread()) is not threading.main_thread()
+
+    def broken():
+        raise ValueError("no such checkpoint")
+
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        off_the_main_thread(broken)

@@ -97,10 +97,32 @@ def setup() -> None:
     _setup_done = True
 
 
+def off_the_main_thread(fn):
+    """``fn()`` run in a thread that ends with it. Building the page loads and checks models, and torch work on
+    the main thread leaves an OpenMP team there for the life of the process: with it, libgomp manages more threads
+    than there are cores and puts idle workers to sleep, so every parallel region of the training thread first
+    wakes them (a run in the Train tab went about 1.5x slower; benchmarks/thread_penalty.py measures it). A
+    thread's team ends with the thread."""
+    out: dict = {}
+
+    def work():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+
+    thread = threading.Thread(target=work, name="vaedemo-build")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     """A FastAPI app serving plotly.js and the digit sprite from this package, with the Blocks mounted at /."""
     setup()
-    demo = demo or build_demo()
+    demo = demo or off_the_main_thread(build_demo)
     threading.Thread(target=sprite_png, name="vaedemo-sprite", daemon=True).start()  # ready before the first hover
     demo.state_session_capacity = SESSION_CAPACITY  # read when the Blocks are mounted
     app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
