@@ -11,13 +11,13 @@ latent maps and per-checkpoint statistics are read-only caches shared by every r
 - ``scores``: per-digit figures to colour a map by; ``selection``: selections and attribute vectors.
 """
 
+from .browser import decode_codes
 from .catalog import VISITOR_MARK, broken_checkpoints, checkpoint_choices, checkpoint_info, model_health, yardsticks
 from .data import MAP_SIZE, as_digit, bundled, bundled_digit, digit_input
 from .explore import (
     Interpolation,
     Reconstruction,
     Traversal,
-    decode_codes,
     dims_by_kl,
     interpolate,
     reconstruct,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -156,13 +157,38 @@ def inverse_of(full: LatentMap, *, conditional: bool = False) -> dict:
     return out
 
 
-def decode_codes(checkpoint: str, codes: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """Pixel probabilities (N, 28, 28) for codes (N, D): the server's answer where the page cannot decode."""
+CODE_LIMIT = 1e4  # |z| above this is no code a model was trained near (and float32 sums stay finite)
+
+
+def decode_codes(checkpoint: str, codes: Any, labels: Any = None) -> np.ndarray:
+    """Pixel probabilities (N, 28, 28) for codes (N, D), or one code (D,), given as an array or nested lists:
+    the server's answer where the page cannot decode, and /decode's for API clients that compute codes
+    themselves (for instance from the inverse /latent_map ships). A conditional model needs labels: one for
+    all the codes or one per code."""
     model = STORE.get(checkpoint)
-    codes = np.asarray(codes, np.float32)
-    if codes.ndim != 2 or codes.shape[1] != model.latent_dim or not np.isfinite(codes).all():
-        raise ValueError(f"Codes for {checkpoint} must be finite rows of {model.latent_dim} numbers.")
-    return decode(model, codes, labels)
+    dim = model.latent_dim
+    if isinstance(codes, (list, tuple)) and len(codes) > max(MAX_SAMPLES, dim):  # before building a huge array
+        raise ValueError(f"The codes must be 1 to {MAX_SAMPLES} lists of {dim} numbers each, not {len(codes):,}.")
+    try:
+        z = np.asarray(codes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"The codes must be a list of lists of {dim} numbers.") from None
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2 or z.shape[1] != dim or not 1 <= len(z) <= MAX_SAMPLES:
+        raise ValueError(f"The codes must be 1 to {MAX_SAMPLES} lists of {dim} numbers each ({checkpoint}'s "
+                         f"latent size), not an array of shape {z.shape}.")
+    if not np.isfinite(z).all() or np.abs(z).max() > CODE_LIMIT:
+        raise ValueError(f"The codes must be finite numbers within ±{CODE_LIMIT:g}.")
+    y = None
+    if model.conditional and labels is not None:
+        y = [whole(v, "A label", 0, model.config.num_classes - 1) for v in np.ravel(np.asarray(labels, object))]
+        if len(y) == 1:
+            y = y * len(z)
+        if len(y) != len(z):
+            raise ValueError(f"Give one label for all the codes or one per code ({len(z)}), not {len(y)}.")
+        y = np.asarray(y)
+    return decode(model, z.astype(np.float32), y)
 
 
 def sample_draws(checkpoint: str, count: int, seed: int, digit: int | None = None) -> dict:

@@ -192,37 +192,3 @@ def traverse(
     return Traversal(images=images.reshape(len(dims), steps, 28, 28), dims=dims, values=values, label_used=label,
                      code=mu[0].astype(np.float32), unit=np.asarray(unit, np.float32))
 
-
-MAX_CODES = 256  # codes one decode_codes call takes
-CODE_LIMIT = 1e4  # |z| above this is no code a model was trained near (and float32 sums stay finite)
-
-
-def decode_codes(checkpoint: str, codes: Any, labels: Any = None) -> np.ndarray:
-    """Pixel probabilities (N, 28, 28) for codes given as a list of N lists of D numbers (or one list of D):
-    the same decoder the page runs as ONNX, for API clients that compute codes themselves (for instance
-    from the inverse /latent_map ships). A conditional model takes one label for all or one per code."""
-    model = STORE.get(checkpoint)
-    dim = model.latent_dim
-    if isinstance(codes, (list, tuple)) and len(codes) > max(MAX_CODES, dim):  # before building a huge array
-        raise ValueError(f"The codes must be 1 to {MAX_CODES} lists of {dim} numbers each, not {len(codes):,}.")
-    try:
-        z = np.asarray(codes, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"The codes must be a list of lists of {dim} numbers.") from None
-    if z.ndim == 1:
-        z = z[None]
-    if z.ndim != 2 or z.shape[1] != dim or not 1 <= len(z) <= MAX_CODES:
-        raise ValueError(f"The codes must be 1 to {MAX_CODES} lists of {dim} numbers each ({checkpoint}'s latent "
-                         f"size), not an array of shape {z.shape}.")
-    if not np.isfinite(z).all() or np.abs(z).max() > CODE_LIMIT:
-        raise ValueError(f"The codes must be finite numbers within ±{CODE_LIMIT:g}.")
-    y = None
-    if model.conditional:
-        given = [0] if labels is None else labels if isinstance(labels, (list, tuple)) else [labels]
-        y = [whole(v, "A label", 0, model.config.num_classes - 1) for v in given]
-        if len(y) == 1:
-            y = y * len(z)
-        if len(y) != len(z):
-            raise ValueError(f"Give one label for all the codes or one per code ({len(z)}), not {len(y)}.")
-        y = np.asarray(y)
-    return decode(model, z.astype(np.float32), y)

@@ -286,7 +286,7 @@ def decode_place(place: Any) -> list[float]:
 def decode_codes(checkpoint: str, codes: list[list[float]], labels: list[int] | None = None) -> list[list[float]]:
     """Decode codes you computed yourself (for instance a place of the map through the inverse that /latent_map's
     payload carries under "live"): N lists of D numbers in, N lists of 784 pixel probabilities (row by row,
-    rounded to 1/10000) out. A conditional model takes one label for all the codes or one per code."""
+    rounded to 1/10000) out. A conditional model needs labels: one for all the codes or one per code."""
     images = inference.decode_codes(need(checkpoint), codes, labels)
     return np.round(images.astype(np.float64).reshape(len(images), -1), 4).tolist()
 

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .. import inference, zerogpu
+from .. import zerogpu
 from ..inference import browser
 from .shared import STATIC_ROUTE, need, read_static
 
@@ -36,12 +36,8 @@ def decode_codes(request: Any) -> list[list[float]]:
     takes one argument.)"""
     request = request if isinstance(request, dict) else {}
     try:
-        z = np.asarray(request.get("z"), np.float64)
-        if z.ndim != 2 or not 1 <= len(z) <= inference.sampling.MAX_SAMPLES:
-            raise ValueError("Send between 1 and 256 codes.")
-        labels = request.get("labels")
-        images = browser.decode_codes(need(request.get("checkpoint")), z, labels)
-    except (ValueError, TypeError) as e:
+        images = browser.decode_codes(need(request.get("checkpoint")), request.get("z"), request.get("labels"))
+    except ValueError as e:
         raise gr.Error(str(e)) from None
     return np.round(images.reshape(len(images), -1).astype(np.float64), 3).tolist()
 
