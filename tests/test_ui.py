@@ -482,7 +482,7 @@ def test_the_train_tab_redraws_the_map_only_when_new_previews_come(ui):
 
 def test_the_page_is_built_off_the_main_thread_and_its_errors_still_reach_the_caller():
     """Building the page loads models; on the main thread that would leave an OpenMP team there for good, which
-    slows every run the Train tab starts (benchmarks/thread_penalty.py measures it)."""
+    slows training in a thread (benchmarks/thread_penalty.py measures it)."""
     import threading
 
     from vaedemo.ui.server import off_the_main_thread

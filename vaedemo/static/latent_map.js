@@ -8,8 +8,8 @@
 // same digits is drawn beside the first: hovering a digit in one rings it in the other, and a selection in
 // one selects the same digits in both. Moving the pointer over either map decodes the place under it with
 // that map's model in the panel beside it every frame, in the browser (live_decode.js, prepended to this
-// script), or through the server's decode_place where the browser cannot. Served from vaedemo/static; plotly.js comes from the
-// plotly package. With "Draw a path" on, dragging over the map draws a path; releasing plays the morph along
+// script), or through the server's decode_place where the browser cannot. Served from vaedemo/static;
+// plotly.js comes from the plotly package. With "Draw a path" on, dragging over the map draws a path; releasing plays the morph along
 // it in the panel (decoded in the browser), and offers it as an animated GIF made in the page.
 
 const root = element.querySelector('.lm-root');

@@ -101,8 +101,8 @@ def off_the_main_thread(fn):
     """``fn()`` run in a thread that ends with it. Building the page loads and checks models, and torch work on
     the main thread leaves an OpenMP team there for the life of the process: with it, libgomp manages more threads
     than there are cores and puts idle workers to sleep, so every parallel region of the training thread first
-    wakes them (a run in the Train tab went about 1.5x slower; benchmarks/thread_penalty.py measures it). A
-    thread's team ends with the thread."""
+    wakes them (training in a thread ran about 1.5x slower after one matrix product on the main thread;
+    benchmarks/thread_penalty.py measures it). A thread's team ends with the thread."""
     out: dict = {}
 
     def work():
