@@ -35,12 +35,17 @@ LIVE = """() => {
 }"""
 
 
+def _pick(page, elem_id: str, label: str) -> None:
+    """Choose the option whose label contains ``label`` in the dropdown ``elem_id``."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id} [data-testid=dropdown-option][aria-label*='{label}']").click()
+
+
 def _open_map(page, checkpoint: str | None = None):
     page.get_by_role("tab", name="Latent map").click()
     page.wait_for_selector("#latent-map .lm-root[data-points]")
     if checkpoint:
-        page.locator("#map-checkpoint input").click()
-        page.locator(f"#map-checkpoint [data-testid=dropdown-option][aria-label*='{checkpoint}']").click()
+        _pick(page, "map-checkpoint", checkpoint)
         page.wait_for_function(
             f"() => document.querySelector('#latent-map .lm-status').innerText.includes(' of {checkpoint}.')"
         )
@@ -134,11 +139,6 @@ def test_hovering_the_map_decodes_in_the_browser(page, app_url, artifacts):
     _check_against_server(seen, "tiny-cvae")
     page.screenshot(path=str(artifacts / "live-map-hover-cvae.png"), full_page=False)
     assert not page.errors
-
-
-def _pick(page, elem_id: str, label: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [data-testid=dropdown-option][aria-label*='{label}']").click()
 
 
 def test_hovering_a_compared_map_decodes_with_its_own_model(page, artifacts):
