@@ -15,12 +15,19 @@ def _collect(trainer, job_id):
     return list(trainer.events(job_id))
 
 
-def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
+@pytest.mark.parametrize("apart", [True, False], ids=["worker-process", "server-thread"])
+def test_training_run_reports_progress_and_saves_a_new_checkpoint(apart, monkeypatch):
+    """Both ways a run trains: in a worker process (the default where there is a fork server), and in a thread
+    of the server (ZeroGPU, Windows, VAEDEMO_TRAIN_PROCESS=off)."""
+    import os
+
     monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    monkeypatch.setenv("VAEDEMO_TRAIN_PROCESS", "on" if apart else "off")
+    assert jobs.isolated() is apart
     trainer = jobs.TrainingManager()
     job = trainer.start(
         {
-            "name": "fresh-ae",
+            "name": f"fresh-ae-{int(apart)}",
             "model": "ae",
             "latent_dim": 3,
             "epochs": 1,
@@ -29,16 +36,22 @@ def test_training_run_reports_progress_and_saves_a_new_checkpoint(monkeypatch):
             "iwae_k": 0,
         }
     )
-    updates = _collect(trainer, job)
+    pids = set()
+    updates = []
+    for update in trainer.events(job):
+        pids.add(trainer.worker_pid(job))
+        updates.append(update)
+    pids.discard(None)  # before the worker started, and after it ended
+    assert (len(pids) == 1 and os.getpid() not in pids) if apart else not pids
     last = updates[-1]
-    assert last.done and last.error is None and last.checkpoint == "fresh-ae"
+    assert last.done and last.error is None and last.checkpoint == f"fresh-ae-{int(apart)}"
     assert max(u.fraction for u in updates) == 1.0
     assert [u.seq for u in updates] == sorted(u.seq for u in updates)
     assert len(last.history) == 1 and last.history[0]["epoch"] == 1
     assert last.preview_recon.shape == last.preview_originals.shape == last.prior_samples.shape == (8, 28, 28)
     assert last.map_coords.shape == (len(last.map_labels), 2)
-    assert "fresh-ae" in [name for _, name in inference.checkpoint_choices()]
-    assert inference.STORE.get("fresh-ae").latent_dim == 3
+    assert f"fresh-ae-{int(apart)}" in [name for _, name in inference.checkpoint_choices()]
+    assert inference.STORE.get(f"fresh-ae-{int(apart)}").latent_dim == 3
     assert not trainer.status()["busy"]
 
 
@@ -61,6 +74,34 @@ def test_training_is_busy_while_a_run_goes_and_stop_ends_it_early(monkeypatch):
     assert len(last.history) < 40
     assert last.checkpoint == "long-run" and "Stopped" in last.message
     assert not trainer.status()["busy"] and trainer.stop(job) is False
+
+
+def test_a_training_process_that_dies_ends_its_run_with_a_sentence_and_the_server_trains_again(monkeypatch):
+    """A worker killed mid-run (out of memory, say) must not leave the tab busy forever: the run ends with a
+    sentence, its finished epochs wait as an interrupted run, and the next run starts."""
+    import os
+    import signal
+
+    from vaedemo import runs
+
+    monkeypatch.setenv("VAEDEMO_TRAINING", "on")
+    trainer = jobs.TrainingManager()
+    job = trainer.start({"name": "killed-run", "model": "vae", "latent_dim": 2, "epochs": 40, "max_train": 600,
+                         "iwae_k": 0})
+    killed = False
+    for update in trainer.events(job):
+        if update.history and not update.done and not killed:  # one epoch done, and saved as a partial run
+            os.kill(trainer.worker_pid(job), signal.SIGKILL)
+            killed = True
+    assert update.done and update.checkpoint is None
+    assert "training process ended unexpectedly" in update.error and "continue" in update.error
+    assert not trainer.status()["busy"]
+    partial = {p.name: p for p in runs.partial_runs()}
+    assert partial["killed-run"].epochs_done >= 1
+    again = trainer.start({"name": "after-kill", "model": "ae", "latent_dim": 2, "epochs": 1, "max_train": 200,
+                           "iwae_k": 0})
+    assert _collect(trainer, again)[-1].checkpoint == "after-kill"
+    runs.discard_partial("killed-run")
 
 
 def test_training_refuses_when_turned_off_or_out_of_bounds(monkeypatch):

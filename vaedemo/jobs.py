@@ -1,7 +1,9 @@
-"""Training runs for the app: one at a time per process, in a background thread, with live previews.
+"""Training runs for the app: one at a time per server, with live previews.
 
-The run trains its own fresh model (never one serving requests) and streams ``TrainUpdate``s;
-the policy (on/off, caps) comes from the environment, off by default on a Hugging Face Space.
+The run trains its own fresh model (never one serving requests) and streams ``TrainUpdate``s; the policy
+(on/off, caps) comes from the environment, off by default on a Hugging Face Space. Where it can, a run trains
+in a child process (``isolated``) and a thread of the server relays its updates; on ZeroGPU, on Windows, or
+with ``VAEDEMO_TRAIN_PROCESS=off``, it trains in a thread of the server itself.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import multiprocessing
 import os
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +34,7 @@ from .models import REGISTRY, LatentModel, validate_config
 from .projections import PCAProjection
 from .runs import APP_COMMAND
 from .validation import choice, training_request
+from .zerogpu import on_zerogpu
 
 log = logging.getLogger(__name__)
 
@@ -154,25 +159,104 @@ def build_run_spec(spec_kwargs: dict, policy: dict | None = None):
     return spec
 
 
+# ---------------------------------------------------------------------------------- the worker process
+
+# Why a process: a run in a thread of the server shares its GIL with the web server's threads, and libgomp
+# lets every handler thread that ran torch keep an OpenMP team, so the training thread's parallel regions wake
+# more threads than there are cores; a Train-tab run went at about half the CLI's rate (benchmarks/notes.md).
+# A child forked from a fork server (a fresh interpreter that imported torch and this package, and never ran
+# an op) has neither problem, starts in milliseconds, and a crash in it leaves the server serving.
+_PRELOAD = ["vaedemo.jobs", "vaedemo.runs", "vaedemo.training"]
+
+
+def isolated() -> bool:
+    """Whether app runs train in a child process: where the fork server exists (not Windows), not on ZeroGPU
+    (its GPU is lent to the server process per call), and unless ``VAEDEMO_TRAIN_PROCESS`` is off."""
+    return (_env_flag("VAEDEMO_TRAIN_PROCESS", True) and not on_zerogpu()
+            and "forkserver" in multiprocessing.get_all_start_methods())
+
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    # app.py is re-run as the child's __mp_main__; with the UI preloaded its one import costs nothing
+    ctx.set_forkserver_preload(_PRELOAD + (["vaedemo.ui"] if "vaedemo.ui" in sys.modules else []))
+    return ctx
+
+
+def warm_worker() -> None:
+    """Start the fork server now, so its imports (a few seconds) are done before the first run asks for it."""
+    if isolated() and training_policy()["enabled"]:
+        from multiprocessing import forkserver
+
+        _context()
+        forkserver.ensure_running()
+
+
+def worker_threads() -> int:
+    """torch threads for a run in a worker process: the server's, less one, which the server and the visitor's
+    browser keep. Each op splits its work evenly over its threads and waits for the slowest, so a thread that
+    loses its core to the page stalls every op (2 threads on 2 cores with the Train tab open trained at 37% of
+    the CLI's rate)."""
+    return max(1, torch.get_num_threads() - 1)
+
+
+def _child_main(job: _Job, conn: Any, env: dict, threads: int) -> None:
+    """The worker process: the run, with every update sent to the server. The environment is the server's as
+    it is now (the fork server's dates from its start), and so is torch's thread count."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle; its exit ends this process
+    os.environ.clear()
+    os.environ.update(env)
+    torch.set_num_threads(threads)
+
+    def send(update: TrainUpdate) -> None:
+        try:
+            conn.send(update)
+        except (OSError, EOFError):  # the server is gone: stop, and keep the finished epochs as a partial run
+            job.stop.set()
+
+    job.sink = send
+    try:
+        _execute(job)
+    finally:
+        conn.close()
+
+
 @dataclass(eq=False)
 class _Job:
     id: str
     spec: Any  # RunSpec
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: Any = field(default_factory=threading.Event)  # a multiprocessing Event for a run in a worker process
     cond: threading.Condition = field(default_factory=threading.Condition)
     latest: TrainUpdate | None = None
     started: float = field(default_factory=time.time)
     basis: PCAProjection | None = None  # the live map's axes, fitted after epoch 1 and then kept
     previewed: float = 0.0  # time.monotonic() of the last previews
+    sink: Any = None  # in a worker process: sends each update to the server
+    pid: int | None = None  # the worker process's, while it runs
 
     @property
     def done(self) -> bool:
         return self.latest is not None and self.latest.done
 
     def publish(self, **changes: Any) -> None:
+        self.receive(dataclasses.replace(self.latest, seq=self.latest.seq + 1, **changes))
+
+    def receive(self, update: TrainUpdate) -> None:
         with self.cond:
-            self.latest = dataclasses.replace(self.latest, seq=self.latest.seq + 1, **changes)
+            self.latest = update
             self.cond.notify_all()
+        if self.sink is not None:
+            self.sink(update)
+
+    def __getstate__(self) -> dict:  # what a worker process needs: no lock, no sink
+        state = dict(self.__dict__)
+        del state["cond"], state["sink"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, cond=threading.Condition(), sink=None)
 
 
 def _plural(n: int, word: str) -> str:
@@ -219,7 +303,8 @@ class TrainingManager:
     def _launch(self, spec: Any) -> str:
         with self._lock:
             self._raise_if_busy()
-            job = _Job(id=uuid.uuid4().hex[:12], spec=spec)
+            apart = isolated()
+            job = _Job(id=uuid.uuid4().hex[:12], spec=spec, stop=_context().Event() if apart else threading.Event())
             job.latest = TrainUpdate(job.id, epochs=spec.train.epochs, message="Starting…")
             self._active = job
             self._jobs[job.id] = job
@@ -228,7 +313,8 @@ class TrainingManager:
                 if self._jobs[oldest] is self._active:
                     break
                 self._jobs.pop(oldest)
-        threading.Thread(target=self._work, args=(job,), name=f"vaedemo-train-{job.id}", daemon=True).start()
+        work = self._relay if apart else self._work
+        threading.Thread(target=work, args=(job,), name=f"vaedemo-train-{job.id}", daemon=True).start()
         return job.id
 
     def _raise_if_busy(self) -> None:
@@ -290,133 +376,185 @@ class TrainingManager:
             "message": u.message,
         }
 
+    def worker_pid(self, job_id: str) -> int | None:
+        """The process training run ``job_id``: a worker's pid while it runs, else None (done, or in a thread)."""
+        return self._job(job_id).pid
+
     # -- the background thread
 
     def _work(self, job: _Job) -> None:
-        from .runs import run
-
+        """Train in this thread."""
         try:
-            data = load_dataset(job.spec.dataset)
-            job.publish(message=f"Training on {min(len(data.x_train), job.spec.max_train or 10**12):,} digits…")
-            outcome = run(job.spec, data=data, progress=lambda p: self._progress(job, data, p), stop=job.stop)
-            if outcome.saved:
-                removed = prune_visitor_runs(training_policy()["max_visitor_runs"], spare=outcome.name)
-                if removed:
-                    log.info("kept the newest visitor runs; removed %s", ", ".join(removed))
-                result = outcome.result
-                how = {
-                    "stop": "Stopped on request",
-                    "time": "Reached the time limit",
-                    "early": "Stopped early (no improvement)",
-                }.get(result.stopped, "Finished")
-                job.publish(
-                    done=True,
-                    checkpoint=outcome.name,
-                    fraction=1.0 if not result.stopped else job.latest.fraction,
-                    eta_s=0.0,
-                    message=f"{how} after {_plural(result.epochs_done, 'epoch')}; saved the best epoch "
-                    f"({result.best_epoch}) as {outcome.name!r}.",
-                )
-            else:
-                job.publish(done=True, eta_s=0.0, message="Stopped before the first epoch finished; nothing was saved.")
-        except ValueError as e:
-            job.publish(done=True, error=str(e), message=str(e))
-        except Exception as e:  # the thread must always finish the job, whatever went wrong
-            log.exception("training run %s failed", job.id)
-            text = f"Training failed unexpectedly ({type(e).__name__}: {e})."
-            job.publish(done=True, error=text, message=text)
+            _execute(job)
         finally:
-            with self._lock:
-                if self._active is job:
-                    self._active = None
+            self._release(job)
 
-    def _progress(self, job: _Job, data: Any, p: Any) -> None:
-        changes: dict[str, Any] = dict(
-            fraction=p.fraction,
-            epoch=p.epoch,
-            epochs=p.epochs,
-            samples_per_s=p.samples_per_s,
-            eta_s=p.eta_s,
-            message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}",
-        )
-        train_loss = getattr(p, "train_loss", None)
-        if train_loss is not None and p.steps and math.isfinite(train_loss):
-            steps = job.latest.steps
-            if len(steps) >= MAX_CURVE_POINTS:
-                steps = steps[::2]  # keep the whole run's shape at half the resolution
-            changes["steps"] = [*steps, (p.epoch - 1 + p.step / p.steps, float(train_loss))]
-        losses = getattr(p, "losses", None)
-        if losses and p.steps and {"generator", "discriminator"} <= set(losses):
-            gan_steps = job.latest.gan_steps
-            if len(gan_steps) >= MAX_CURVE_POINTS:
-                gan_steps = gan_steps[::2]
-            changes["gan_steps"] = [
-                *gan_steps,
-                (p.epoch - 1 + p.step / p.steps, float(losses["generator"]), float(losses["discriminator"])),
-            ]
-        last = p.stats is not None and p.epoch >= p.epochs
-        if p.stats is not None:
-            changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
-            changes["message"] = f"Epoch {p.epoch} of {p.epochs} done: validation loss {p.stats.val_loss:.1f} nats"
-            if last:  # evaluate (IWAE) and the save come next and take a few seconds
-                changes["message"] += " · evaluating and saving…"
-        # previews whenever training hands over its model (epoch ends; a GAN's reports too), at most once a second
-        if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
-            changes.update(self._previews(job, p.model, data), previews_seq=job.latest.seq + 1)
-            job.previewed = time.monotonic()
-        if job.stop.is_set():
-            changes["message"] = "Stopping…"
-        job.publish(**changes)
-
-    @staticmethod
-    def _previews(job: _Job, model: LatentModel, data: Any) -> dict:
-        """Reconstructions, prior samples and the live map, from the model being trained (eval mode, no grad)."""
-        if getattr(model, "implicit", False):
-            return TrainingManager._gan_previews(model, data)
-        was_training = model.training
-        model.eval()
+    def _relay(self, job: _Job) -> None:
+        """Train in a worker process and pass its updates on; if it dies, the run ends with a sentence."""
+        ctx = _context()
+        receiver, sender = ctx.Pipe(duplex=False)
         try:
-            x_val = data.x_val[:LIVE_MAP_SIZE].astype(np.float32) / 255.0
-            y_val = data.y_val[:LIVE_MAP_SIZE]
-            originals = x_val[:PREVIEW_COUNT]
-            codes, _ = encode(model, x_val, y_val)
-            recon = decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
-            # The app's one sampler, with the fixed seed 0: the same draws as the Sample tab's first grid
-            fitted = None if model.variational else fit_code_gaussian(codes)
-            z = prior_draws(model, PREVIEW_COUNT, seed=0, code_gaussian=fitted).double().cpu().numpy()
-            labels = np.arange(PREVIEW_COUNT) % getattr(model.config, "num_classes", 10)
-            prior = decode(model, z, labels)
-            if job.basis is None:
-                job.basis = PCAProjection(2).fit(codes)
-            coords = job.basis.transform(codes).astype(np.float32)
-        finally:
-            model.train(was_training)
-        return {
-            "preview_recon": recon,
-            "preview_originals": originals,
-            "prior_samples": prior,
-            "map_coords": coords,
-            "map_labels": np.asarray(y_val),
-        }
-
-    @staticmethod
-    def _gan_previews(model: LatentModel, data: Any) -> dict:
-        """A GAN's view while it trains: a grid decoded from fixed noise (the same draws every time, so mode
-        collapse shows as the grid losing variety) and the discriminator's scores on real and generated digits."""
-        was_training = model.training
-        model.eval()
+            process = ctx.Process(target=_child_main, args=(job, sender, dict(os.environ), worker_threads()),
+                                  name=f"vaedemo-train-{job.id}", daemon=True)
+            process.start()
+        except Exception as e:  # no fork server here after all: train in this thread instead
+            log.warning("could not start a training process (%s); training in a thread", e)
+            job.stop, stop = threading.Event(), job.stop
+            if stop.is_set():
+                job.stop.set()
+            return self._work(job)
+        sender.close()  # the worker holds the only sending end, so its death ends recv() below
+        job.pid = process.pid
         try:
-            z = prior_draws(model, GAN_GRID, seed=0)  # fixed noise: N(0, I), seed 0
-            with torch.no_grad():
-                fake = model.decode(z)
-                real = torch.from_numpy(data.x_val[:GAN_SCORED].astype(np.float32) / 255.0)[:, None]
-                device = next(model.parameters()).device
-                d_real = torch.sigmoid(model.discriminate(real.to(device))).float().cpu().numpy()
-                more = model.decode(prior_draws(model, GAN_SCORED, seed=1))
-                d_fake = torch.sigmoid(model.discriminate(more)).float().cpu().numpy()
+            while True:
+                try:
+                    update = receiver.recv()
+                except (EOFError, OSError):
+                    break
+                job.receive(update)
+                if update.done:
+                    break
+            process.join(timeout=30)
+            if not job.done:
+                code = process.exitcode
+                text = (f"The training process ended unexpectedly (exit code {code}); the epochs it finished are "
+                        "kept as an interrupted run you can continue.")
+                log.error("training run %s: %s", job.id, text)
+                job.publish(done=True, error=text, message=text)
         finally:
-            model.train(was_training)
-        return {"prior_samples": fake[:, 0].float().cpu().numpy(), "d_real": d_real, "d_fake": d_fake}
+            receiver.close()
+            job.pid = None
+            self._release(job)
+
+    def _release(self, job: _Job) -> None:
+        with self._lock:
+            if self._active is job:
+                self._active = None
+
+
+def _execute(job: _Job) -> None:
+    """The run itself, in whichever thread or process trains it; always ends with a done update."""
+    from .runs import run
+
+    try:
+        data = load_dataset(job.spec.dataset)
+        job.publish(message=f"Training on {min(len(data.x_train), job.spec.max_train or 10**12):,} digits…")
+        outcome = run(job.spec, data=data, progress=lambda p: _progress(job, data, p), stop=job.stop)
+        if outcome.saved:
+            removed = prune_visitor_runs(training_policy()["max_visitor_runs"], spare=outcome.name)
+            if removed:
+                log.info("kept the newest visitor runs; removed %s", ", ".join(removed))
+            result = outcome.result
+            how = {
+                "stop": "Stopped on request",
+                "time": "Reached the time limit",
+                "early": "Stopped early (no improvement)",
+            }.get(result.stopped, "Finished")
+            job.publish(
+                done=True,
+                checkpoint=outcome.name,
+                fraction=1.0 if not result.stopped else job.latest.fraction,
+                eta_s=0.0,
+                message=f"{how} after {_plural(result.epochs_done, 'epoch')}; saved the best epoch "
+                f"({result.best_epoch}) as {outcome.name!r}.",
+            )
+        else:
+            job.publish(done=True, eta_s=0.0, message="Stopped before the first epoch finished; nothing was saved.")
+    except ValueError as e:
+        job.publish(done=True, error=str(e), message=str(e))
+    except Exception as e:  # the run must always finish the job, whatever went wrong
+        log.exception("training run %s failed", job.id)
+        text = f"Training failed unexpectedly ({type(e).__name__}: {e})."
+        job.publish(done=True, error=text, message=text)
+
+
+def _progress(job: _Job, data: Any, p: Any) -> None:
+    changes: dict[str, Any] = dict(
+        fraction=p.fraction,
+        epoch=p.epoch,
+        epochs=p.epochs,
+        samples_per_s=p.samples_per_s,
+        eta_s=p.eta_s,
+        message=f"Epoch {p.epoch} of {p.epochs}: batch {p.step} of {p.steps}",
+    )
+    train_loss = getattr(p, "train_loss", None)
+    if train_loss is not None and p.steps and math.isfinite(train_loss):
+        steps = job.latest.steps
+        if len(steps) >= MAX_CURVE_POINTS:
+            steps = steps[::2]  # keep the whole run's shape at half the resolution
+        changes["steps"] = [*steps, (p.epoch - 1 + p.step / p.steps, float(train_loss))]
+    losses = getattr(p, "losses", None)
+    if losses and p.steps and {"generator", "discriminator"} <= set(losses):
+        gan_steps = job.latest.gan_steps
+        if len(gan_steps) >= MAX_CURVE_POINTS:
+            gan_steps = gan_steps[::2]
+        changes["gan_steps"] = [
+            *gan_steps,
+            (p.epoch - 1 + p.step / p.steps, float(losses["generator"]), float(losses["discriminator"])),
+        ]
+    last = p.stats is not None and p.epoch >= p.epochs
+    if p.stats is not None:
+        changes["history"] = [*job.latest.history, dataclasses.asdict(p.stats)]
+        changes["message"] = f"Epoch {p.epoch} of {p.epochs} done: validation loss {p.stats.val_loss:.1f} nats"
+        if last:  # evaluate (IWAE) and the save come next and take a few seconds
+            changes["message"] += " · evaluating and saving…"
+    # previews whenever training hands over its model (epoch ends; a GAN's reports too), at most once a second
+    if p.model is not None and (last or time.monotonic() - job.previewed >= PREVIEW_EVERY_S):
+        changes.update(_previews(job, p.model, data), previews_seq=job.latest.seq + 1)
+        job.previewed = time.monotonic()
+    if job.stop.is_set():
+        changes["message"] = "Stopping…"
+    job.publish(**changes)
+
+def _previews(job: _Job, model: LatentModel, data: Any) -> dict:
+    """Reconstructions, prior samples and the live map, from the model being trained (eval mode, no grad)."""
+    if getattr(model, "implicit", False):
+        return _gan_previews(model, data)
+    was_training = model.training
+    model.eval()
+    try:
+        x_val = data.x_val[:LIVE_MAP_SIZE].astype(np.float32) / 255.0
+        y_val = data.y_val[:LIVE_MAP_SIZE]
+        originals = x_val[:PREVIEW_COUNT]
+        codes, _ = encode(model, x_val, y_val)
+        recon = decode(model, codes[:PREVIEW_COUNT], y_val[:PREVIEW_COUNT])
+        # The app's one sampler, with the fixed seed 0: the same draws as the Sample tab's first grid
+        fitted = None if model.variational else fit_code_gaussian(codes)
+        z = prior_draws(model, PREVIEW_COUNT, seed=0, code_gaussian=fitted).double().cpu().numpy()
+        labels = np.arange(PREVIEW_COUNT) % getattr(model.config, "num_classes", 10)
+        prior = decode(model, z, labels)
+        if job.basis is None:
+            job.basis = PCAProjection(2).fit(codes)
+        coords = job.basis.transform(codes).astype(np.float32)
+    finally:
+        model.train(was_training)
+    return {
+        "preview_recon": recon,
+        "preview_originals": originals,
+        "prior_samples": prior,
+        "map_coords": coords,
+        "map_labels": np.asarray(y_val),
+    }
+
+def _gan_previews(model: LatentModel, data: Any) -> dict:
+    """A GAN's view while it trains: a grid decoded from fixed noise (the same draws every time, so mode
+    collapse shows as the grid losing variety) and the discriminator's scores on real and generated digits."""
+    was_training = model.training
+    model.eval()
+    try:
+        z = prior_draws(model, GAN_GRID, seed=0)  # fixed noise: N(0, I), seed 0
+        with torch.no_grad():
+            fake = model.decode(z)
+            real = torch.from_numpy(data.x_val[:GAN_SCORED].astype(np.float32) / 255.0)[:, None]
+            device = next(model.parameters()).device
+            d_real = torch.sigmoid(model.discriminate(real.to(device))).float().cpu().numpy()
+            more = model.decode(prior_draws(model, GAN_SCORED, seed=1))
+            d_fake = torch.sigmoid(model.discriminate(more)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return {"prior_samples": fake[:, 0].float().cpu().numpy(), "d_real": d_real, "d_fake": d_fake}
+
+
 
 
 TRAINER = TrainingManager()

@@ -15,7 +15,7 @@ import gradio as gr
 import plotly
 from fastapi.responses import FileResponse, Response
 
-from .. import __version__
+from .. import __version__, jobs
 from ..checkpoints import clean_stale
 from ..images import MAX_UPLOAD_BYTES, configure_pillow
 from ..inference import browser
@@ -216,6 +216,7 @@ def serve() -> None:
     setup()
     host, port = server_address()
     app = build_app()
+    jobs.warm_worker()  # the training process's imports, done while the first visitor arrives
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     print(f"vaedemo {__version__}: open http://{shown}:{port}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
