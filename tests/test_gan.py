@@ -241,9 +241,10 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
         return proc.stdout
 
     cli("train", "--model", "gan", "--epochs", "1", "--max-train", "256", "--latent-dim", "8", "--hidden-dim", "32",
-        "--lr", "2e-4", "--d-norm", "batch", "--name", "g", "--quiet")
+        "--lr", "2e-4", "--d-norm", "batch", "--g-hidden", "48", "--d-hidden", "24", "--name", "g", "--quiet")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
     assert config["model"]["config"]["d_norm"] == "batch"
+    assert (config["model"]["config"]["g_hidden"], config["model"]["config"]["d_hidden"]) == (48, 24)
     assert config["model"]["kind"] == "gan" and config["command"].startswith("python -m vaedemo train --model gan")
     assert config["history"][0]["g_loss"] is not None
     assert "inversion_accuracy" in config["metrics"]["validation"]
@@ -257,3 +258,6 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vaedemo", "train", "--model", "vae", "--d-norm", "batch",
                           "--name", "h"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "discriminator" in bad.stderr and not (tmp_path / "h").exists()
+    bad = subprocess.run([sys.executable, "-m", "vaedemo", "train", "--model", "ae", "--g-hidden", "64",
+                          "--name", "h"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "hidden layers" in bad.stderr and not (tmp_path / "h").exists()

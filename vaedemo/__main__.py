@@ -59,7 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      weight_decay=args.weight_decay, mmd=args.mmd, ema=args.ema)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
                    hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta,
-                   prior_components=args.prior_components, d_norm=args.d_norm, resume=args.resume,
+                   prior_components=args.prior_components, d_norm=args.d_norm, g_hidden=args.g_hidden,
+                   d_hidden=args.d_hidden, resume=args.resume,
                    overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
                    command="python -m vaedemo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -233,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))")
     t.add_argument("--d-norm", choices=("spectral", "batch", "none"), default=None,
                    help="gan: the discriminator's normalisation (default: spectral)")
+    t.add_argument("--g-hidden", type=int, default=None, metavar="N",
+                   help="gan: a fully connected layer of N units opening the generator, as InfoGAN's (default: none)")
+    t.add_argument("--d-hidden", type=int, default=None, metavar="N",
+                   help="gan: a fully connected layer of N units before the discriminator's verdict (default: none)")
     t.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     t.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final NLL estimate")
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")

@@ -48,6 +48,8 @@ class RunSpec:
     beta: float | None = None
     prior_components: int = 0  # VAEs: 0 for N(0, I), K for a learnt mixture of K Gaussians
     d_norm: str | None = None  # a GAN's discriminator normalisation: spectral, batch or none (None: the default)
+    g_hidden: int | None = None  # a GAN: a fully connected layer of this width opening the generator (0: none)
+    d_hidden: int | None = None  # and one closing the discriminator
     max_train: int | None = None  # cap on training items (the app's public mode uses it)
     resume: bool = False  # continue checkpoint `name` (its weights and Adam state)
     overwrite: bool = False
@@ -78,6 +80,11 @@ def model_overrides(spec: RunSpec) -> dict:
         if spec.model != "gan":
             raise ValueError("Only a GAN has a discriminator whose normalisation can be chosen.")
         out["d_norm"] = spec.d_norm
+    for name in ("g_hidden", "d_hidden"):
+        if getattr(spec, name) is not None:
+            if spec.model != "gan":
+                raise ValueError("Only a GAN has a generator and a discriminator whose hidden layers can be sized.")
+            out[name] = getattr(spec, name)
     if spec.model not in ("ae", "gan"):
         out["beta"] = spec.beta
         out["prior_components"] = spec.prior_components
