@@ -96,8 +96,13 @@ def page(app_url):
 
 
 def _requests(page) -> list[str]:
+    """Start recording the URLs ``page`` requests; the page's previous recording stops (one listener per page,
+    however many tests share it)."""
+    if getattr(page, "vd_recording", None):
+        page.remove_listener("request", page.vd_recording)
     sent: list[str] = []
-    page.on("request", lambda r: sent.append(r.url))
+    page.vd_recording = lambda r: sent.append(r.url)
+    page.on("request", page.vd_recording)
     return sent
 
 

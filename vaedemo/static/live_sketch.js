@@ -31,8 +31,7 @@ let done = 0;
 
 // ---- the ink: the strokes painted as Gradio's brush paints them (binary, radius = the brush size)
 
-function paint(list, radius) {
-  const ink = new Uint8Array(SIDE * SIDE);
+function paint(list, radius, ink = new Uint8Array(SIDE * SIDE)) {
   const r2 = radius * radius;
   for (const stroke of list) {
     for (let s = 0; s < stroke.length; s++) {
@@ -53,6 +52,17 @@ function paint(list, radius) {
     }
   }
   return ink;
+}
+
+// The finished strokes' ink is painted once and kept while they and the brush stay the same, so a frame paints
+// only the stroke under way on a copy of it.
+let settled = { list: [], radius: -1, ink: new Uint8Array(SIDE * SIDE) };
+
+function inkNow(radius) {
+  const same = settled.radius === radius && settled.list.length === strokes.length
+    && settled.list.every((stroke, i) => stroke === strokes[i]);
+  if (!same) settled = { list: strokes.slice(), radius, ink: paint(strokes, radius) };
+  return drawing ? paint([drawing], radius, settled.ink.slice()) : settled.ink.slice();
 }
 
 // ---- framing, as images.py: _clean (paper level, threshold, ink peak) then _frame (bounding box into 20 x 20,
@@ -302,7 +312,7 @@ async function step() {
   const mine = p;
   const start = performance.now();
   try {
-    const x = frame(paint(drawing ? [...strokes, drawing] : strokes, mine.brush));
+    const x = frame(inkNow(mine.brush));
     if (!x) return;
     let r;
     if (mode === 'browser') {
