@@ -248,6 +248,9 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
     assert config["model"]["kind"] == "gan" and config["command"].startswith("python -m vaedemo train --model gan")
     assert config["history"][0]["g_loss"] is not None
     assert "inversion_accuracy" in config["metrics"]["validation"]
+    cli("card", "g")
+    card = (tmp_path / "g" / "README.md").read_text()
+    assert "batch normalisation in the discriminator" in card and "spectrally" not in card  # as it was trained
     np.savez(tmp_path / "few.npz", x=mnist10k().x_val[:100], y=mnist10k().y_val[:100])
     out = json.loads(cli("evaluate", "g", "--json", "--data", str(tmp_path / "few.npz"), "--samples", "100"))
     assert out["kind"] == "gan" and "neg_elbo" not in out and 0 <= out["inversion_accuracy"] <= 1
