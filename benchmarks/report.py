@@ -22,7 +22,8 @@ def training_section(t: dict, prof: dict | None) -> list[str]:
         "",
         f"Matmul anchor, a 1024³ product in this run: fp32 {g['fp32']:.0f} GFLOP/s, bf16 {g['bf16']:.0f} GFLOP/s "
         f"({g['bf16'] / g['fp32']:.1f}×). Native bf16 on this CPU: {'yes' if t['native_bf16'] else 'no'}, "
-        f"so `--precision auto` (the default) trains in {auto}. Each samples/s figure is the best of "
+        f"so `--precision auto` (the default) trains the MLP models in {auto} and the convolutional ones in fp32 "
+        "(bf16 slowed them on a CPU). Each samples/s figure is the best of "
         f"{t['rounds']} interleaved rounds, taken alike for ours and the reference (other processes share the cores).",
         "",
         "| model | pytorch/examples-style loop (fp32) | " + " | ".join(f"ours {p}" for p in precisions)
@@ -34,7 +35,7 @@ def training_section(t: dict, prof: dict | None) -> list[str]:
     for kind in ("vae", "ae", "conv-vae"):
         k = t[kind]
         ours = " | ".join(f"{k[p]['samples_per_s']:,.0f} ({k[p]['speedup']:.2f}×)" for p in precisions)
-        speedup = f"{k['auto']['speedup']:.2f}×"
+        speedup = f"{k['auto']['speedup']:.2f}× ({k['auto'].get('precision', auto)})"
         if kind == "vae":
             speedup += f" — {_verdict(k['auto']['speedup'] >= 3)}"
         shares = " | ".join(_pct(k[p]["share_of_matmul_bound"]) for p in precisions)

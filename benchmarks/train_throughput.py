@@ -148,7 +148,8 @@ def run(quick: bool = False, parity_runs: bool = True) -> dict:
     rounds = 1 if quick else 3
     native = native_bf16("cpu")
     precisions = ["fp32", "bf16"] if native else ["fp32"]
-    out = {"batch": BATCH, "native_bf16": native, "auto_precision": resolve_precision("auto", "cpu"),
+    out = {"batch": BATCH, "native_bf16": native,
+           "auto_precision": resolve_precision("auto", "cpu", build_model("vae")),  # the MLP models'
            "precisions": precisions, "rounds": rounds}
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     out["matmul_gflops"] = {p: matmul_flops_per_s(dtypes[p], repeats=2 if quick else 20) / 1e9
@@ -168,7 +169,8 @@ def run(quick: bool = False, parity_runs: bool = True) -> dict:
             sps = best[(kind, p)]
             entry[p] = {"samples_per_s": sps, "speedup": sps / best[(kind, "ref")],
                         "share_of_matmul_bound": flops * sps / (out["matmul_gflops"][p] * 1e9)}
-        entry["auto"] = dict(entry[out["auto_precision"]], precision=out["auto_precision"])
+        auto = resolve_precision("auto", "cpu", build_model(kind))  # per model: fp32 for the conv ones on a CPU
+        entry["auto"] = dict(entry[auto], precision=auto)
         out[kind] = entry
     if parity_runs:
         out["parity"] = {kind: parity(kind, data.limit(600) if quick else data, epochs=2 if quick else PARITY_EPOCHS)

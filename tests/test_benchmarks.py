@@ -16,7 +16,7 @@ def _check_training(results):
         assert k["reference_samples_per_s"] > 0 and k["train_mflops_per_sample"] > 0
         for p in t["precisions"]:
             assert k[p]["samples_per_s"] > 0 and 0 < k[p]["share_of_matmul_bound"]
-        assert k["auto"]["precision"] == t["auto_precision"]
+        assert k["auto"]["precision"] == (t["auto_precision"] if kind == "vae" else "fp32")  # conv models: fp32
     for kind, r in t.get("parity", {}).items():
         assert r["fp32"]["neg_elbo"] > 0 and r["bf16"]["neg_elbo"] > 0 and r["relative_gap"] >= 0, kind
     prof = results["profile"]

@@ -168,6 +168,12 @@ def test_precision_auto_picks_bf16_only_where_native(monkeypatch):
         train(build_model("vae", latent_dim=2), mnist10k().limit(100), TrainConfig(epochs=1, amp=True))
     monkeypatch.setattr(training, "native_bf16", lambda device: True)
     assert training.resolve_precision("auto", "cpu") == "bf16"
+    # per model: bf16 slowed the convolutional models on a CPU, so auto keeps them in fp32 there, not on a GPU
+    for kind, on_cpu in (("vae", "bf16"), ("cvae", "bf16"), ("ae", "fp32"), ("conv-vae", "fp32"), ("gan", "fp32")):
+        model = build_model(kind, latent_dim=2)
+        assert training.resolve_precision("auto", "cpu", model) == on_cpu, kind
+        assert training.resolve_precision("auto", "cuda", model) == "bf16", kind
+        assert training.resolve_precision("bf16", "cpu", model) == "bf16", kind  # asked for, it is honoured
     assert training.resolve_precision("bf16", "cpu") == "bf16"
     assert training.resolve_precision("fp32", "cpu") == "fp32"
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):

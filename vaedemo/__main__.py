@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="the networks' arithmetic: bf16 mixed precision (losses, prior and Adam stay fp32) or fp32; "
-                        "auto (default): bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA sm80+)")
+                        "auto (default): bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA "
+                        "sm80+), but fp32 for convolutional models on a CPU, which bf16 slowed there")
     t.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
     t.add_argument("--resume", action="store_true", help="continue training checkpoint NAME")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")

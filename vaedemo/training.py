@@ -2,7 +2,7 @@
 
 The data lives as float tensors on the device and batches are taken by indexing, so the hot
 loop has no per-item PIL or ToTensor work. Adam is the fused kernel wherever the device has one,
-and the networks run in bf16 where the device computes it natively (``precision="auto"``),
+and the networks run in bf16 where the device computes it natively and it is faster (``precision="auto"``),
 with the losses, the prior's density and Adam's state in float32. Stopping is cooperative;
 resuming restores Adam.
 """
@@ -224,17 +224,25 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """"fp32" or "bf16", what training on ``device`` runs its networks in for the ``precision`` asked.
+def _convolutional(model: torch.nn.Module | None) -> bool:
+    return model is not None and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
 
-    "auto" picks "bf16" where the device computes it natively (``native_bf16``) and "fp32"
-    elsewhere; "bf16" where it would be emulated is refused with a ValueError, as is an unknown value.
+
+def resolve_precision(precision: str, device: torch.device | str, model: torch.nn.Module | None = None) -> str:
+    """"fp32" or "bf16", what training ``model`` on ``device`` runs its networks in for the ``precision`` asked.
+
+    "auto" picks "bf16" where the device computes it natively (``native_bf16``) and "fp32" elsewhere, and on a
+    CPU only for a model without convolutions: there bf16 slowed the convolutional ones (BENCHMARKS.md, on a
+    CPU with AVX512-BF16: ae 1.37x the reference loop in bf16 against 1.41x in fp32, conv-vae 1.13x against
+    1.41x; the casts and batch norm cost more than the small convolutions save). "bf16" where it would be
+    emulated is refused with a ValueError, as is an unknown value.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     native = native_bf16(device)
     if precision == "auto":
-        return "bf16" if native else "fp32"
+        slower = torch.device(device).type == "cpu" and _convolutional(model)
+        return "bf16" if native and not slower else "fp32"
     if precision == "bf16" and not native:
         why = {"cpu": "this CPU has no native bf16 instructions (AVX512-BF16 or AMX)",
                "cuda": "this GPU has no native bf16 (that needs compute capability 8.0 or later)"}
@@ -398,7 +406,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    precision = resolve_precision(config.requested_precision, device)
+    precision = resolve_precision(config.requested_precision, device, model)
     low = torch.bfloat16 if precision == "bf16" else None
 
     opt = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -607,7 +615,7 @@ def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progre
     x_val = to_unit_float(data.x_val).to(device)
     if len(x_train) == 0:
         raise ValueError("The training set is empty.")
-    precision = resolve_precision(config.requested_precision, device)
+    precision = resolve_precision(config.requested_precision, device, model)
     low = torch.bfloat16 if precision == "bf16" else None
 
     def autocast():

@@ -25,7 +25,7 @@ PRIOR_CHOICES = [
 ]
 PRIOR_INFO = "A learnt prior follows the codes, so more samples read as digits."
 PRECISION_CHOICES = [
-    ("auto (bf16 if native)", "auto"),
+    ("auto (bf16 where native and faster)", "auto"),
     ("fp32", "fp32"),
     ("bf16 (mixed precision)", "bf16"),
 ]
