@@ -303,8 +303,14 @@ class TrainingManager:
     def _launch(self, spec: Any) -> str:
         with self._lock:
             self._raise_if_busy()
-            apart = isolated()
-            job = _Job(id=uuid.uuid4().hex[:12], spec=spec, stop=_context().Event() if apart else threading.Event())
+            stop, apart = threading.Event(), isolated()
+            if apart:
+                try:
+                    stop = _context().Event()  # shared with the worker
+                except OSError as e:  # no shared semaphores here (a container without /dev/shm): a thread, then
+                    log.warning("cannot share a stop signal with a training process (%s); training in a thread", e)
+                    apart = False
+            job = _Job(id=uuid.uuid4().hex[:12], spec=spec, stop=stop)
             job.latest = TrainUpdate(job.id, epochs=spec.train.epochs, message="Starting…")
             self._active = job
             self._jobs[job.id] = job
