@@ -201,8 +201,8 @@ def worker_threads() -> int:
 
 
 def _child_main(job: _Job, conn: Any, env: dict, threads: int) -> None:
-    """The worker process: the run, with every update sent to the server. The environment is the server's as
-    it is now (the fork server's dates from its start), and so is torch's thread count."""
+    """The worker process: the run, with every update sent to the server, on ``threads`` torch threads. The
+    environment is the server's as it is now (the fork server's dates from its start)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle; its exit ends this process
