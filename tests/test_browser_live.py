@@ -146,6 +146,20 @@ def test_hovering_the_map_decodes_in_the_browser(page, app_url, artifacts):
     assert not page.errors
 
 
+def test_the_page_is_cross_origin_isolated_so_decoding_runs_on_threads(page, app_url):
+    """The server's COOP and COEP headers give the page SharedArrayBuffer, so onnxruntime-web decodes on several
+    WASM threads (up to 4, as many as the machine has cores)."""
+    import urllib.request
+
+    with urllib.request.urlopen(app_url) as response:
+        assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert response.headers["Cross-Origin-Embedder-Policy"] == "credentialless"
+    assert page.evaluate("() => self.crossOriginIsolated") is True
+    threads, cores = page.evaluate("async () => { await vaedemoLive.warm(); "
+                                   "return [vaedemoLive.stats.threads, navigator.hardwareConcurrency]; }")
+    assert threads == min(4, cores)
+
+
 def test_hovering_a_compared_map_decodes_with_its_own_model(page, artifacts):
     _open_map(page, "tiny-vae")
     _pick(page, "map-compare", "tiny-cvae")  # (tiny-ae's one epoch decodes every place alike)

@@ -1,6 +1,7 @@
-// Decoding in the browser: a checkpoint's decoder.onnx run by onnxruntime-web (WASM, one thread), and the
-// maps' way from a place back to a code, mirroring the server (vaedemo/inference/browser.py map_inverse,
-// projections.py). Prepended to the js_on_load of the widgets that decode live; defines window.vaedemoLive once.
+// Decoding in the browser: a checkpoint's decoder.onnx run by onnxruntime-web (WASM, on several threads where the
+// page is cross-origin isolated), and the maps' way from a place back to a code, mirroring the server
+// (vaedemo/inference/browser.py map_inverse, projections.py). Prepended to the js_on_load of the widgets that
+// decode live; defines window.vaedemoLive once.
 //
 // When WebAssembly or a model file is unavailable, session() rejects and the widget asks the server instead.
 (function () {
@@ -14,7 +15,9 @@
     if (typeof ort === 'undefined') throw new Error('onnxruntime-web did not load');
     if (configured) return;
     configured = true;
-    ort.env.wasm.numThreads = 1; // no SharedArrayBuffer, so no cross-origin isolation headers needed
+    // The server sends the cross-origin isolation headers (ui/server.py), which give the page SharedArrayBuffer
+    // and so WASM threads; where the page is not isolated (a frame on another site, Safari), one thread.
+    ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmPaths = {
       mjs: BASE + 'ort/ort-wasm-simd-threaded.mjs', wasm: BASE + 'ort/ort-wasm-simd-threaded.wasm',
@@ -35,6 +38,7 @@
         await ort.InferenceSession.create(raw, { executionProviders: ['wasm'] });
         stats.runtime = performance.now() - start;
         stats.runtimeReady = performance.now(); // since the page's navigation began
+        stats.threads = ort.env.wasm.numThreads;
       })();
       warming.catch(() => { warming = null; });
     }

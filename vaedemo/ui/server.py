@@ -119,6 +119,29 @@ def off_the_main_thread(fn):
     return out["value"]
 
 
+class CrossOriginIsolation:
+    """Every response says COOP same-origin and COEP credentialless, so the page is cross-origin isolated:
+    that gives it SharedArrayBuffer, which onnxruntime-web needs to decode on several WASM threads. Everything
+    the page loads is served here, so nothing is blocked; a browser without credentialless (Safari), or the
+    page inside a frame that is not isolated (a Space on huggingface.co), decodes on one thread as before."""
+
+    HEADERS = [(b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"credentialless")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_isolated(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_isolated)
+
+
 def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     """A FastAPI app serving plotly.js and the digit sprite from this package, with the Blocks mounted at /."""
     setup()
@@ -192,6 +215,7 @@ def build_app(demo: gr.Blocks | None = None) -> fastapi.FastAPI:
     demo.has_launched = True
     share_the_queue(demo._queue)  # one client holds at most a few places in the shared queue
     app.add_middleware(BodyLimit)  # bodies over the limit are refused before anything parses them
+    app.add_middleware(CrossOriginIsolation)
     app.state.sweeper = TempSweeper(
         lambda: [Path(demo.GRADIO_CACHE)], also=[sweep_exports, lambda: expire_idle_sessions(demo.state_holder)]
     ).start()
