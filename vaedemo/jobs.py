@@ -405,10 +405,7 @@ class TrainingManager:
             process.start()
         except Exception as e:  # no fork server here after all: train in this thread instead
             log.warning("could not start a training process (%s); training in a thread", e)
-            job.stop, stop = threading.Event(), job.stop
-            if stop.is_set():
-                job.stop.set()
-            return self._work(job)
+            return self._work(job)  # its multiprocessing Event stops a thread just as well
         sender.close()  # the worker holds the only sending end, so its death ends recv() below
         job.pid = process.pid
         try:
