@@ -112,6 +112,17 @@ def test_sketch_strokes_are_reconstructed_and_a_blank_canvas_is_ignored(ui):
     assert blank == {}  # nothing changes on the page
 
 
+def test_the_page_gets_the_reconstruction_first_and_then_the_rest(ui, digit_png):
+    """The tab's events answer in two steps, so the picture is drawn before the code's plot is laid out;
+    the last step holds every output (what a gradio_client caller gets), computed once."""
+    steps = list(ui.rec.staged(ui.rec.reconstruct)(str(digit_png), "tiny-vae", ""))
+    assert [set(s) for s in steps] == [{"panel", "scores", "here"}, {"panel", "scores", "here", "code", "neighbours"}]
+    assert steps[0]["panel"] is steps[1]["panel"]
+    opened = list(ui.rec.staged(ui.rec.reconstruct_again)(None, "tiny-ae", ""))  # no "here" before a digit
+    assert set(opened[0]) == {"panel", "scores"} and "code" in opened[-1]
+    assert list(ui.rec.staged(ui.rec.reconstruct_sketch)(_sketch(False), "tiny-vae", "")) == [{}]
+
+
 def test_examples_and_model_switch_reuse_the_last_input(ui):
     out = ui.rec.reconstruct_example("tiny-vae", "", gr.SelectData(None, {"index": 3, "value": None}))
     here = out["here"]

@@ -245,6 +245,27 @@ class ReconstructTab:
     live: gr.HTML
 
 
+FIRST = ("panel", "scores", "here")  # what a new digit shows first: the reconstruction and its scores
+
+
+def staged(fn):
+    """A handler that answers in two steps: the reconstruction and its scores first, then everything (the
+    code plot and the neighbours too). The page draws the picture before it lays out the code's Plotly
+    figure, which takes it tens of ms for a 200-dimensional code; a gradio_client caller still gets every
+    output, from the last step. One computation: the second step resends the same picture (the same file
+    in Gradio's cache), which the page does not fetch again."""
+
+    @functools.wraps(fn)
+    def gen(*args, **kwargs):
+        values = fn(*args, **kwargs)
+        first = {k: v for k, v in values.items() if k in FIRST}
+        if first and len(first) < len(values):
+            yield first
+        yield values
+
+    return gen
+
+
 def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> ReconstructTab:
     """Build the tab's components inside ``tab`` (the current gr.Tab) and wire its events."""
     private = {"api_visibility": "private"}
@@ -336,18 +357,22 @@ def render(tab: gr.Tab, options: list[tuple[str, str]], here: gr.State) -> Recon
 
     inputs = [rec_ck, cmp_ck]
     upload.upload(
-        out.bind(reconstruct), [upload, *inputs], list(out), api_name="reconstruct", concurrency_limit=CONCURRENCY
+        out.bind(staged(reconstruct)),
+        [upload, *inputs],
+        list(out),
+        api_name="reconstruct",
+        concurrency_limit=CONCURRENCY,
     )
     sketch.change(
-        out.bind(reconstruct_sketch),
+        out.bind(staged(reconstruct_sketch)),
         [sketch, *inputs],
         list(out),
         trigger_mode="always_last",
         show_progress="hidden",
         **private,
     )
-    examples.select(out.bind(reconstruct_example), inputs, list(out), **private)
-    gr.on([rec_ck.input, cmp_ck.input], out.bind(reconstruct_again), [here, *inputs], list(out), **private)
+    examples.select(out.bind(staged(reconstruct_example)), inputs, list(out), **private)
+    gr.on([rec_ck.input, cmp_ck.input], out.bind(staged(reconstruct_again)), [here, *inputs], list(out), **private)
     tab.select(refresh_checkpoint, rec_ck, rec_ck, show_progress="hidden", **private).then(
         refresh_compare, cmp_ck, cmp_ck, show_progress="hidden", **private
     )
