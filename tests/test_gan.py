@@ -19,7 +19,7 @@ from vaedemo.data import mnist10k, to_unit_float
 from vaedemo.distributions import prior_draws
 from vaedemo.metrics import evaluate, frechet_distance, precision_recall, sample_fidelity
 from vaedemo.models import GAN, build_model
-from vaedemo.training import TrainConfig, train
+from vaedemo.training import TrainConfig, diff_augment, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints"
@@ -121,7 +121,8 @@ def test_stop_signal_and_bad_settings(small):
         train(build_model("gan", **TINY), small, TrainConfig(epochs=1, mmd=1.0))
 
 
-@pytest.mark.parametrize("variant", [dict(d_norm="batch", d_hidden=32, g_hidden=32), dict(d_norm="none")])
+@pytest.mark.parametrize("variant", [dict(d_norm="batch", d_hidden=32, g_hidden=32),
+                                     dict(d_norm="none", d_augment="translation,cutout")])
 def test_other_network_shapes_train_and_bad_ones_are_refused(small, variant):
     """A fully connected layer in either network (InfoGAN's MNIST nets) and DCGAN's batch-normalised
     discriminator instead of spectral normalisation: both players still learn; silly settings get a sentence."""
@@ -137,6 +138,27 @@ def test_other_network_shapes_train_and_bad_ones_are_refused(small, variant):
         build_model("gan", **{**TINY, "d_norm": "layer"})
     with pytest.raises(ValueError, match="g_hidden must be a whole number"):
         build_model("gan", **{**TINY, "g_hidden": -1})
+    with pytest.raises(ValueError, match="d_augment must be one of"):
+        build_model("gan", **{**TINY, "d_augment": "rotation"})
+
+
+def test_diff_augment_moves_and_cuts_each_image_its_own_way_and_passes_gradients():
+    """DiffAugment: what the discriminator sees is moved (and cut) per image, differentiably, so the
+    generator learns through it; "none" leaves the images alone."""
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 4:24, 4:24] = 1.0  # a 20x20 square of ink inside a 4-pixel margin: a shift of up to 4 keeps it whole
+    x.requires_grad_(True)
+    assert diff_augment(x, "none") is x
+    torch.manual_seed(0)
+    moved = diff_augment(x, "translation")
+    assert moved.shape == x.shape
+    assert torch.allclose(moved.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing falls off, nothing is added
+    assert len({tuple(m.nonzero()[0].tolist()) for m in moved[:, 0].detach()}) > 10  # each its own offset
+    cut = diff_augment(x, "translation,cutout")
+    lost = 400 - cut.detach().sum((1, 2, 3))
+    assert (lost >= 0).all() and (lost <= 14 * 14).all() and (lost > 0).float().mean() > 0.5
+    cut.sum().backward()
+    assert x.grad is not None and x.grad.sum() > 0
 
 
 def test_save_and_load_give_identical_samples_and_codes(trained, tmp_path):
@@ -241,9 +263,10 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
         return proc.stdout
 
     cli("train", "--model", "gan", "--epochs", "1", "--max-train", "256", "--latent-dim", "8", "--hidden-dim", "32",
-        "--lr", "2e-4", "--d-norm", "batch", "--g-hidden", "48", "--d-hidden", "24", "--name", "g", "--quiet")
+        "--lr", "2e-4", "--d-norm", "batch", "--d-augment", "translation", "--g-hidden", "48", "--d-hidden", "24",
+        "--name", "g", "--quiet")
     config = json.loads((tmp_path / "g" / "config.json").read_text())
-    assert config["model"]["config"]["d_norm"] == "batch"
+    assert (config["model"]["config"]["d_norm"], config["model"]["config"]["d_augment"]) == ("batch", "translation")
     assert (config["model"]["config"]["g_hidden"], config["model"]["config"]["d_hidden"]) == (48, 24)
     assert config["model"]["kind"] == "gan" and config["command"].startswith("python -m vaedemo train --model gan")
     assert config["history"][0]["g_loss"] is not None
@@ -251,6 +274,7 @@ def test_cli_trains_and_evaluates_a_tiny_gan(tmp_path):
     cli("card", "g")
     card = (tmp_path / "g" / "README.md").read_text()
     assert "batch normalisation in the discriminator" in card and "spectrally" not in card  # as it was trained
+    assert "DiffAugment's random translations" in card and "cutout" not in card
     np.savez(tmp_path / "few.npz", x=mnist10k().x_val[:100], y=mnist10k().y_val[:100])
     out = json.loads(cli("evaluate", "g", "--json", "--data", str(tmp_path / "few.npz"), "--samples", "100"))
     assert out["kind"] == "gan" and "neg_elbo" not in out and 0 <= out["inversion_accuracy"] <= 1

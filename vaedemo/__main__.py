@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from .models import REGISTRY
+from .models import GAN_AUGMENTS, REGISTRY
 
 
 def _init_distributed(tc) -> int:
@@ -59,7 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                      weight_decay=args.weight_decay, mmd=args.mmd, ema=args.ema)
     spec = RunSpec(name=args.name, model=args.model, dataset=args.dataset, latent_dim=args.latent_dim,
                    hidden_dim=args.hidden_dim, channels=args.channels, beta=args.beta,
-                   prior_components=args.prior_components, d_norm=args.d_norm, g_hidden=args.g_hidden,
+                   prior_components=args.prior_components, d_norm=args.d_norm, d_augment=args.d_augment,
+                   g_hidden=args.g_hidden,
                    d_hidden=args.d_hidden, resume=args.resume,
                    overwrite=args.overwrite,
                    max_train=args.max_train, iwae_k=args.iwae_k, train=tc,
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VAEs: learn the prior as a mixture of K Gaussians instead of N(0, I) (0: N(0, I))")
     t.add_argument("--d-norm", choices=("spectral", "batch", "none"), default=None,
                    help="gan: the discriminator's normalisation (default: spectral)")
+    t.add_argument("--d-augment", choices=GAN_AUGMENTS, default=None,
+                   help="gan: DiffAugment (Zhao et al. 2020) on every image the discriminator sees, real or generated, "
+                        "against its overfitting a small dataset (default: none)")
     t.add_argument("--g-hidden", type=int, default=None, metavar="N",
                    help="gan: a fully connected layer of N units opening the generator, as InfoGAN's (default: none)")
     t.add_argument("--d-hidden", type=int, default=None, metavar="N",

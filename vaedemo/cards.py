@@ -36,7 +36,7 @@ FIDELITY_NOTE = (
 GAN_NOTE = (
     "A GAN is an implicit model (암시적 모델): the generator (생성자) turns z ~ N(0, I) into a digit and the "
     "discriminator (판별자) learns to tell its digits from real ones; neither defines p(x), so there is no ELBO, "
-    "no IWAE bound and no posterior here. Trained with the non-saturating loss and {d_norm}; the saved generator is a moving average of the trained one's weights (decay {ema:g}). "
+    "no IWAE bound and no posterior here. Trained with the non-saturating loss and {d_norm}{augment}; the saved generator is a moving average of the trained one's weights (decay {ema:g}). "
     "Its \"reconstruction\" of a digit is GAN inversion, a search for the nearest digit it can make: an inverter "
     "network, trained on the generator's own samples, guesses z, and {steps} Adam steps refine it to "
     "minimise the reconstruction error (plus |z|²/2, to stay where the prior has mass). The last epoch's "
@@ -46,6 +46,13 @@ GAN_NOTE = (
 D_NORM_WORDS = {
     "spectral": "a spectrally normalised discriminator (Miyato et al. 2018)",
     "batch": "batch normalisation in the discriminator, as DCGAN's (Radford et al. 2016)",
+}
+
+AUGMENT_WORDS = {  # DiffAugment policies (models.GAN_AUGMENTS) in a card's sentence
+    "none": "",
+    "translation": ", with DiffAugment's random translations of every image the discriminator sees (Zhao et al. 2020)",
+    "translation,cutout": ", with DiffAugment's random translations and cutouts of every image the discriminator "
+                          "sees (Zhao et al. 2020)",
 }
 
 INTENDED = {
@@ -135,7 +142,8 @@ def render_card(config: dict) -> str:
     if kind == "gan":
         d_norm = D_NORM_WORDS.get(model["config"].get("d_norm", "spectral"), "an unnormalised discriminator")
         lines += ["", GAN_NOTE.format(ema=model["config"].get("ema", 0), steps=model["config"].get("inversion_steps"),
-                                      d_norm=d_norm)]
+                                      d_norm=d_norm,
+                                      augment=AUGMENT_WORDS.get(model["config"].get("d_augment", "none"), ""))]
     components = model["config"].get("prior_components") or 0
     if components:
         lines += [

@@ -71,6 +71,9 @@ class CVAEConfig(VAEConfig):
     num_classes: int = 10  # labels are one-hot and concatenated to encoder and decoder inputs
 
 
+GAN_AUGMENTS = ("none", "translation", "translation,cutout")
+
+
 @dataclass
 class GANConfig:
     latent_dim: int = 32  # z ~ N(0, I) of this size is all the generator starts from
@@ -81,6 +84,8 @@ class GANConfig:
     d_channels: tuple[int, int] = (64, 128)  # discriminator widths at 14x14 and 7x7
     d_hidden: int = 0  # a fully connected layer of this width before the discriminator's logit (0: none)
     d_norm: str = "spectral"  # the discriminator's normalisation: "spectral" (Miyato et al. 2018), "batch", "none"
+    d_augment: str = "none"  # DiffAugment (Zhao et al. 2020) on every image D sees, real or generated, in training:
+    # "none", "translation" (up to 1/8 of the side) or "translation,cutout" (and a zeroed square of half the side)
     e_channels: tuple[int, int] = (32, 64)  # the inverter's conv widths at 14x14 and 7x7
     hidden_dim: int = 256  # the inverter's fully connected layer before its z head
     beta1: float = 0.5  # Adam's first-moment decay for G and D (DCGAN, Radford et al. 2016)
@@ -130,6 +135,8 @@ def validate_config(config: Any) -> None:
         value = getattr(config, name, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000):
             raise ValueError(f"{name} must be a whole number from 0 (none) to 100000, not {value!r}.")
+    if getattr(config, "d_augment", "none") not in GAN_AUGMENTS:
+        raise ValueError(f"d_augment must be one of {', '.join(map(repr, GAN_AUGMENTS))}, not {config.d_augment!r}.")
     if getattr(config, "d_norm", "spectral") not in ("spectral", "batch", "none"):
         raise ValueError(f"d_norm must be 'spectral', 'batch' or 'none', not {config.d_norm!r}.")
     steps = getattr(config, "inversion_steps", None)

@@ -50,6 +50,7 @@ class RunSpec:
     d_norm: str | None = None  # a GAN's discriminator normalisation: spectral, batch or none (None: the default)
     g_hidden: int | None = None  # a GAN: a fully connected layer of this width opening the generator (0: none)
     d_hidden: int | None = None  # and one closing the discriminator
+    d_augment: str | None = None  # a GAN: DiffAugment on what the discriminator sees ("none", "translation", ...)
     max_train: int | None = None  # cap on training items (the app's public mode uses it)
     resume: bool = False  # continue checkpoint `name` (its weights and Adam state)
     overwrite: bool = False
@@ -76,10 +77,11 @@ def model_overrides(spec: RunSpec) -> dict:
         if spec.model not in ("ae", "conv-vae"):
             raise ValueError("Only the convolutional models (ae, conv-vae) have channel widths to set.")
         out["channels"] = tuple(spec.channels)
-    if spec.d_norm is not None:
-        if spec.model != "gan":
-            raise ValueError("Only a GAN has a discriminator whose normalisation can be chosen.")
-        out["d_norm"] = spec.d_norm
+    for name in ("d_norm", "d_augment"):
+        if getattr(spec, name) is not None:
+            if spec.model != "gan":
+                raise ValueError("Only a GAN has a discriminator whose normalisation or augmentation can be chosen.")
+            out[name] = getattr(spec, name)
     for name in ("g_hidden", "d_hidden"):
         if getattr(spec, name) is not None:
             if spec.model != "gan":

@@ -315,6 +315,26 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
+def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020): the same random, differentiable transformations for every image the
+    discriminator sees, real or generated, so it cannot memorise a small training set and the generator
+    still learns untransformed digits. ``policy``: "none", "translation" (each image moved by up to 1/8 of
+    its side, zero-filled) or "translation,cutout" (and a square of half its side zeroed at a random place,
+    possibly over the edge). Draws from torch's global generator. (N, 1, H, W) in [0, 1] → the same shape."""
+    if policy == "none":
+        return x
+    n, _, h, w = x.shape
+    x = random_shift(x, int(h * 0.125 + 0.5))
+    if "cutout" in policy:
+        side = int(h * 0.5 + 0.5)
+        centre = torch.randint(0, h + (1 - side % 2), (2, n, 1), device="cpu").to(x.device)
+        rows = torch.arange(h, device=x.device) - centre[0] + side // 2  # (N, H): inside the square in [0, side)
+        cols = torch.arange(w, device=x.device) - centre[1] + side // 2
+        keep = ~(((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :])
+        x = x * keep[:, None].to(x.dtype)
+    return x
+
+
 def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Adam's state as flat tensors for safetensors, plus the JSON-able rest (no pickle)."""
     sd = opt.state_dict()
@@ -611,6 +631,7 @@ def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progre
     model.to(device).train()
     cfg = model.config
     G, D, E, G_ema = model.generator, model.discriminator, model.inverter, model.generator_ema
+    augment = getattr(cfg, "d_augment", "none")
     x_train = to_unit_float(data.x_train).to(device)  # (N, 1, 28, 28)
     x_val = to_unit_float(data.x_val).to(device)
     if len(x_train) == 0:
@@ -666,7 +687,8 @@ def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progre
             # batch norm needs: a batch mixing both would let D read the mix rather than each image).
             with autocast():
                 fake = torch.sigmoid(G(torch.randn(n, d, device=device)))  # (n, 1, 28, 28)
-                logits = torch.cat([D(xb), D(fake.detach())]).float()  # (2n,)
+                logits = torch.cat([D(diff_augment(xb, augment)),
+                                    D(diff_augment(fake.detach(), augment))]).float()  # (2n,)
             d_loss = F.softplus(-logits[:n]).mean() + F.softplus(logits[n:]).mean()
             opts["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
@@ -674,7 +696,7 @@ def _train_gan(model: LatentModel, data: Dataset, config: TrainConfig, *, progre
             # The generator, non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
             D.requires_grad_(False)
             with autocast():
-                g_loss = F.softplus(-D(fake).float()).mean()
+                g_loss = F.softplus(-D(diff_augment(fake, augment)).float()).mean()
             opts["generator"].zero_grad(set_to_none=True)
             g_loss.backward()
             opts["generator"].step()
