@@ -63,6 +63,8 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     assert "This run measured only: maps" in part and "## 4. Latent map" in part and "UMAP as the app runs it" in part
     assert "## 1." not in part and "## 2." not in part and "## 3." not in part
     assert browser["decode"]["models"]["vae-mnist"]["decode_one_p95_ms"] > 0
+    decode = browser["decode"]
+    assert decode["threads"] >= 1 and decode["models"]["vae-mnist"]["one_thread"]["decode_64_p95_ms"] > 0
     # the bf16 parity runs need a CPU that computes bf16 natively; elsewhere the report says why they are missing
     parity = "Quality parity" if results["training"]["native_bf16"] else "Parity runs skipped: this CPU has no native"
     assert parity in text and "p50 ÷ floor p50" in text and "Where a step's time goes" in text
