@@ -495,10 +495,15 @@ def test_drawing_reconstructs_while_the_stroke_is_drawn(page, artifacts):
         page.wait_for_function(
             "(b) => document.querySelector('#rec-output img').getAttribute('src') !== b", arg=before
         )
-        page.wait_for_timeout(200)
+        # the same strokes, framed by the page and by the server's preprocess_image, agree, once the server has
+        # answered the last release (a drawing of two strokes is answered once per stroke; on a loaded machine
+        # the second answer can come a while after the first)
         live = page.evaluate(SKETCH_LIVE)
-        # the same strokes, framed by the page and by the server's preprocess_image, agree
-        diff = np.abs(np.asarray(live["framed"]).reshape(28, 28) - _panel_input(page)).mean()
+        for _ in range(40):
+            page.wait_for_timeout(250)
+            diff = np.abs(np.asarray(live["framed"]).reshape(28, 28) - _panel_input(page)).mean()
+            if diff <= FRAMING_TOLERANCE:
+                break
         assert diff <= FRAMING_TOLERANCE, (name, diff)
         page.screenshot(path=str(artifacts / f"live-sketch-{name}.png"), full_page=False)
     assert "browser" in page.evaluate(SKETCH_LIVE)["note"]
