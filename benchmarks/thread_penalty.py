@@ -69,12 +69,15 @@ def run(quick: bool = False) -> dict:
 
 def render(r: dict) -> str:
     return (
-        f"Why: the same training in a thread of a fresh process ran at {r['alone']['samples_per_s']:,.0f} samples/s "
+        f"Why runs started in the app train in a worker process: the same training in a thread of a fresh process "
+        f"ran at {r['alone']['samples_per_s']:,.0f} samples/s "
         f"alone and at {r['after_main']['samples_per_s']:,.0f} ({r['ratio']:.0%}) once the main thread had run one "
         "matrix product (the server now builds its page in a thread of its own for this reason); one small "
         f"elementwise op took {r['alone']['op_us']:.0f} against "
         f"{r['after_main']['op_us']:.0f} µs. A second OpenMP team puts libgomp over the core count, and its workers "
         "then sleep between parallel regions instead of spinning (see benchmarks/thread_penalty.py). The handlers' "
         "worker threads keep their teams while they live, and the training thread waits for the GIL about 15% of "
-        "the time (py-spy): training in a child process of its own is the way to the target."
+        "the time (py-spy). A worker process has neither. It trains on the server's threads less one, which the server "
+        "and the visitor's browser keep; on 2 cores that is one thread against the CLI's two, which is what is left "
+        "of the gap."
     )
