@@ -55,7 +55,7 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     penalty = browser["thread_penalty"]
     assert penalty["alone"]["samples_per_s"] > 0 and penalty["after_main"]["op_us"] > 0
     text = render(results)
-    assert "Why: the same training in a thread of a fresh process" in text
+    assert "Why runs started in the app train in a worker process: the same training in a thread" in text
     assert "## 1. Training throughput" in text and "## 6. Memory" in text and "| vae |" in text
     assert "## 3. In the browser" in text and "Train tab open" in text and "### Decoding in the browser" in text
     # a run of some sections (--only) shows only those, and says so
