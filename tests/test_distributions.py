@@ -44,6 +44,36 @@ def test_log_densities_match_torch_distributions():
     torch.testing.assert_close(D.gaussian_kl(mu, logvar), kl)
 
 
+def test_bernoulli_nll_and_its_gradient_match_torchs_cross_entropy():
+    """The fast kernel gives torch's binary cross-entropy (the loss every model trains on) and its
+    gradient, for saturated logits too, grey-level targets, bf16 logits and a broadcast target."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.randn(6, 1, 28, 28, generator=g, dtype=torch.float64) * 4,
+                        torch.full((1, 1, 28, 28), 80.0, dtype=torch.float64),
+                        torch.full((1, 1, 28, 28), -80.0, dtype=torch.float64)])
+    x = torch.rand(8, 1, 28, 28, generator=g, dtype=torch.float64)
+    x[:3] = (x[:3] > 0.5).double()  # binarized digits and grey levels
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    ours = D.bernoulli_nll(a, x)
+    theirs = torch.nn.functional.binary_cross_entropy_with_logits(b, x, reduction="none").flatten(1).sum(1)
+    assert ours.shape == (8,) and torch.allclose(ours, theirs, rtol=1e-9, atol=1e-6)
+    weights = torch.arange(1.0, 9.0, dtype=torch.float64)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-9)
+    assert torch.autograd.gradcheck(D.bernoulli_nll, (logits[:2, :, :4, :4].clone().requires_grad_(True),
+                                                      x[:2, :, :4, :4].clone().requires_grad_(True)))
+    # float32 and bf16 logits are scored in float32
+    low = D.bernoulli_nll(logits.to(torch.bfloat16), x.float())
+    assert low.dtype == torch.float32 and torch.allclose(low.double(), theirs, rtol=2e-2)
+    # one target image against several logits (as IWAE's repeated draws use it)
+    many = D.bernoulli_nll(logits.float(), x[:1].float())
+    one = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), x[:1].float().expand(8, -1, -1, -1),
+                                                               reduction="none").flatten(1).sum(1)
+    assert torch.allclose(many, one, rtol=1e-5, atol=1e-3)
+
+
 def test_kl_term_is_the_closed_form_under_a_standard_normal_prior():
     model = build_model("vae", latent_dim=4, hidden_dim=16)
     mu, logvar = torch.randn(8, 4), torch.randn(8, 4)

