@@ -38,10 +38,11 @@ def run_all(quick: bool, only: list[str] | None = None, parity: bool = True) -> 
     only = list(only or SECTIONS)
     results = {"machine": machine(), "quick": quick}
     if "train" in only:
-        from . import profile_step, train_throughput
+        from . import profile_step, step_experiments, train_throughput
 
         results["training"] = train_throughput.run(quick=quick, parity_runs=parity)
         results["profile"] = profile_step.run(results["training"]["precisions"], quick=quick)
+        results["step_variants"] = step_experiments.run_for_bench(results["training"]["precisions"], quick=quick)
     os.environ.setdefault("VAEDEMO_DEVICE", "cpu")
     if "maps" in only:
         from vaedemo import load_model

@@ -86,6 +86,32 @@ def training_section(t: dict, prof: dict | None) -> list[str]:
     return lines + [""]
 
 
+def step_variants_section(v: dict) -> list[str]:
+    """One row per model and precision, one column per variant: its step time ÷ the engine's."""
+    rows: dict[str, dict[str, dict]] = {}
+    for name, r in v.items():
+        kind, precision, variant = name.split("/")
+        rows.setdefault(f"{kind}/{precision}", {})[variant] = r
+    variants = list(dict.fromkeys(variant for row in rows.values() for variant in row if variant != "engine"))
+    lines = ["", "### What else was tried in the step (benchmarks/step_experiments.py, batch 128)", "",
+             "Each variant changes one thing in the engine's step; the figure is its step time ÷ the engine's "
+             "(below 1: faster), the best of interleaved bursts. The engine is what `train()` runs: fused Adam, "
+             "batches gathered by index, and in bf16 the layers under autocast with the losses in float32.",
+             "", "| model / precision | engine ms per step | " + " | ".join(variants) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in variants) + " |"]
+    for name, row in rows.items():
+        cells = []
+        for variant in variants:
+            r = row.get(variant)
+            cells.append("—" if r is None else f"{r['vs_engine']:.2f}"
+                         + (f" ({r['first_3_steps_s']:.0f} s to compile)" if variant == "compile" else ""))
+        lines.append(f"| {name} | {row['engine']['ms_per_step']:.2f} | " + " | ".join(cells) + " |")
+    return lines + ["", "adam-loop: Adam's per-tensor loop instead of the fused kernel; autocast-all: the losses "
+                    "in bf16 too; channels-last: the conv models' layout; slices: batches sliced from a shuffled copy; "
+                    "compile: `torch.compile` (inductor) of the forward and loss, its first three steps' time "
+                    "beside it.", ""]
+
+
 def render(r: dict, notes: str = "") -> str:
     m = r["machine"]
     lines = [
@@ -101,6 +127,8 @@ def render(r: dict, notes: str = "") -> str:
         lines += [f"This run measured only: {', '.join(ran)} (`python -m benchmarks --only ...`).", ""]
     if "training" in r:
         lines += training_section(r["training"], r.get("profile"))
+        if r.get("step_variants"):
+            lines = lines[:-1] + step_variants_section(r["step_variants"])
     if "latency" in r:
         lines += latency_section(r["latency"])
     if "browser" in r:

@@ -7,12 +7,13 @@ Each variant is one step as ``training.train`` runs it (batch 128), changed in o
 - ``autocast-all``: autocast around the whole forward, losses included (the old ``--amp`` on CUDA);
 - ``channels-last``: conv weights and activations in channels-last layout (conv models only);
 - ``slices``: batches as slices of a per-epoch shuffled copy instead of gathered by index (copy included);
-- ``compile``: ``torch.compile`` of the forward and loss (inductor, default mode; compile time reported apart).
+- ``compile``: ``torch.compile`` of the forward and loss (inductor, default mode; compile time reported apart;
+  in bf16 under autocast around the whole forward, as ``autocast-all``).
 
 Other processes share the cores, so each figure is the best of many short interleaved bursts;
 ``--threads 1 --cpu-clock`` times one thread's CPU time instead of the wall clock, which a busy
 machine disturbs much less (the figures are then one core's, not the two-thread engine's).
-Not part of ``make bench`` (compiling takes a while); its findings are in benchmarks/notes.md.
+``make bench`` runs them too (``run_for_bench``) and BENCHMARKS.md shows each against the engine.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ from vaedemo.models import build_model
 from vaedemo.training import make_adam, networks_in
 
 VARIANTS = ("engine", "adam-loop", "autocast-all", "channels-last", "slices", "compile")
+
+
+# Dynamo does not trace networks_in's per-instance wrappers (the compiled graph had no bf16 op), so
+# the compiled bf16 step puts autocast around the whole forward, as ``autocast-all`` does eagerly.
+def _loss_fp32(model, xb):
+    return model(xb, None, beta=model.beta).loss.total
+
+
+def _loss_bf16(model, xb):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return model(xb, None, beta=model.beta).loss.total.float()
 
 
 def make_step(kind: str, precision: str, variant: str, x: torch.Tensor, batch: int = 128):
@@ -51,9 +63,9 @@ def make_step(kind: str, precision: str, variant: str, x: torch.Tensor, batch: i
             return model(xb, None, beta=model.beta).loss.total
 
     fwd = forward
-    if variant == "compile":  # the bf16 wrappers stay on for good, so the compiled graph's guards hold
-        networks_in(model, low, "cpu").__enter__()
-        fwd = torch.compile(lambda xb: model(xb, None, beta=model.beta).loss.total)
+    if variant == "compile":
+        compiled = torch.compile(_loss_bf16 if low is not None else _loss_fp32)
+        fwd = lambda xb: compiled(model, xb)  # noqa: E731
 
     def step():
         i = state["i"] % steps_per_epoch
@@ -104,6 +116,13 @@ def run(kinds=("vae", "ae", "conv-vae"), precisions=("fp32", "bf16"), variants=V
         out[f"{kind}/{p}/{v}"] = {"ms_per_step": 1000 * seconds, "vs_engine": seconds / base,
                                   "first_3_steps_s": warm[(kind, p, v)]}
     return out
+
+
+def run_for_bench(precisions, quick: bool = False) -> dict:
+    """The variants as ``make bench`` times them; ``quick`` (the smoke test) times the VAE without compiling."""
+    if quick:
+        return run(("vae",), precisions, [v for v in VARIANTS if v != "compile"], bursts=1, burst_steps=2)
+    return run(("vae", "ae", "conv-vae"), precisions, VARIANTS, bursts=8)
 
 
 def main() -> None:

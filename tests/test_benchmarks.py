@@ -23,6 +23,10 @@ def _check_training(results):
     assert set(prof) == {f"{k}/{p}" for k in ("vae", "ae", "conv-vae") for p in t["precisions"]}
     for r in prof.values():
         assert abs(sum(r["shares"].values()) - 1) < 1e-6 and r["shares"]["matrix products"] > 0
+    variants = results["step_variants"]
+    assert {f"vae/{p}/engine" for p in t["precisions"]} <= set(variants) and "vae/fp32/adam-loop" in variants
+    assert all(r["ms_per_step"] > 0 and r["vs_engine"] > 0 for r in variants.values())
+    assert all(variants[f"vae/{p}/engine"]["vs_engine"] == 1 for p in t["precisions"])
 
 
 def test_report_groups_profiler_ops():
@@ -68,3 +72,4 @@ def test_benchmarks_run_once_and_render(tmp_path, monkeypatch):
     # the bf16 parity runs need a CPU that computes bf16 natively; elsewhere the report says why they are missing
     parity = "Quality parity" if results["training"]["native_bf16"] else "Parity runs skipped: this CPU has no native"
     assert parity in text and "p50 ÷ floor p50" in text and "Where a step's time goes" in text
+    assert "### What else was tried in the step" in text and "| vae/fp32 |" in text
