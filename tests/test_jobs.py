@@ -212,3 +212,18 @@ def test_the_curve_gets_training_loss_points_before_the_first_epoch_ends(monkeyp
     assert xs == sorted(xs) and 0 < xs[0] < 1 and xs[-1] <= 2 and len(xs) >= 10
     previews = [u.seq for u in updates if u.preview_recon is not None]
     assert previews  # the previews still come, at most once a second and at the end
+
+
+def test_a_worker_trains_on_the_servers_threads_less_one_unless_told(monkeypatch):
+    """The browser and the server keep one thread; an operator whose visitors' browsers run elsewhere (a Space)
+    can give the run all of them with VAEDEMO_TRAIN_THREADS. A value that is not a positive count is ignored."""
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.delenv("VAEDEMO_TRAIN_THREADS", raising=False)
+    assert jobs.worker_threads() == 3
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert jobs.worker_threads() == 1
+    for value, threads in (("2", 2), ("0", 1), ("-3", 1), ("many", 1), ("", 1)):
+        monkeypatch.setenv("VAEDEMO_TRAIN_THREADS", value)
+        assert jobs.worker_threads() == threads, value

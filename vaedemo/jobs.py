@@ -196,7 +196,10 @@ def worker_threads() -> int:
     """torch threads for a run in a worker process: the server's, less one, which the server and the visitor's
     browser keep. Each op splits its work evenly over its threads and waits for the slowest, so a thread that
     loses its core to the page stalls every op (2 threads on 2 cores with the Train tab open trained at 37% of
-    the CLI's rate)."""
+    the CLI's rate). ``VAEDEMO_TRAIN_THREADS`` sets the count instead (for a server with no browser beside it)."""
+    asked = os.environ.get("VAEDEMO_TRAIN_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        return int(asked)
     return max(1, torch.get_num_threads() - 1)
 
 
