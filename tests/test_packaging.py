@@ -88,3 +88,14 @@ def test_serve_subcommand_starts_the_app_on_the_given_address(monkeypatch):
     monkeypatch.delenv("PORT", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", "8123"]) == 0
     assert seen == {"host": "0.0.0.0", "port": "8123"}
+
+
+def test_every_tracked_file_fits_a_hugging_face_space_without_git_lfs():
+    """The repository deploys unchanged as a Space, and the Hub refuses a file over 10 MB that is not in Git LFS:
+    the shipped weights, ONNX files, latent maps and the vendored runtime must each stay under it."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    files = [ROOT / name for name in listed.decode().split("\0") if name]
+    assert any(f.suffix == ".safetensors" for f in files)
+    sizes = {f.relative_to(ROOT).as_posix(): f.stat().st_size for f in files if f.is_file()}
+    too_big = {name: size for name, size in sizes.items() if size > 10 * 1000 * 1000}
+    assert not too_big, f"over the Hub's 10 MB limit without Git LFS: {too_big}"
