@@ -42,8 +42,10 @@ def group_of(name: str) -> str:
 
 
 def _inside_loss(event) -> bool:
+    """Whether the event is the loss's op or runs inside it: distributions._BernoulliNLL computes the loss with
+    plain ops (exp, log, sigmoid), which group_of alone would count as other ops."""
     while event is not None:
-        if "bernoullinll" in event.name.lower():
+        if group_of(event.name) == "Bernoulli loss":
             return True
         event = event.cpu_parent
     return False
@@ -75,7 +77,6 @@ def profile_step(kind: str, precision: str, steps: int = 30, batch: int = 128) -
     ops: dict[str, float] = {}
     for event in prof.events():
         seconds = event.self_cpu_time_total / 1e6
-        # the loss's own kernel (distributions._BernoulliNLL) runs plain ops (exp, log, sigmoid): they are its
         group = "Bernoulli loss" if _inside_loss(event) else group_of(event.name)
         groups[group] += seconds
         if event.name.startswith("aten::") and group != "Bernoulli loss":
